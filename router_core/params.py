@@ -1,0 +1,60 @@
+"""Typed parameters of the routing core (embedding, index, algorithm).
+
+The service configuration (``streams.config``) embeds these models, so every parameter
+of the algorithm is declared once, here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbeddingParams(_Params):
+    """How prompts become vectors."""
+
+    model: str = Field(DEFAULT_EMBEDDING_MODEL, description="name or path of a sentence-transformers model")
+    batch_size: int = Field(64, ge=1, le=4096)
+    overflow: Literal["tail", "head"] = Field(
+        "tail",
+        description="which end of a prompt to keep when it overflows the model's window: "
+        "'tail' keeps the end (the question after a long shared prefix), 'head' truncates as usual",
+    )
+    strip_shared_prefix: bool = Field(
+        True, description="remove a leading block of text that the history prompts share (few-shot templates)"
+    )
+    cache_dir: str | None = Field(".cache/embeddings", description="on-disk embedding cache; None disables it")
+    device: str = "cpu"
+
+
+class IndexParams(_Params):
+    """hnswlib parameters (cosine space)."""
+
+    m: int = Field(32, ge=2, le=256, description="HNSW graph degree (M)")
+    ef_construction: int = Field(200, ge=8, le=4096)
+    ef: int = Field(50, ge=1, le=4096, description="search breadth; raised to k when smaller")
+    threads: int = Field(1, ge=1, le=64)
+
+
+class PortParams(_Params):
+    """The PORT algorithm and the product's improvements, each a switch."""
+
+    eps: float = Field(0.025, gt=0, lt=1, description="observation fraction of the expected stream")
+    alpha: float = Field(1e-4, gt=0, description="quality/cost trade-off; unitless when costs are normalized")
+    k: int = Field(5, ge=1, le=200, description="neighbours per estimate")
+    n_expected: int = Field(10_000, ge=1, description="expected stream length N")
+    dual_solver: Literal["lp", "lbfgsb"] = "lp"
+    skip_option: bool = Field(True, description="decline a query when no model's score is positive")
+    budget_aware: bool = Field(True, description="pick the best model whose remaining budget covers the estimate")
+    normalize_costs: bool = Field(True, description="divide costs by the history's mean cost (alpha becomes unitless)")
+    resolve_every: int = Field(0, ge=0, description="re-solve the dual every this many queries on what was seen (0: never)")
+    observation: Literal["random", "history-prior"] = Field(
+        "random", description="'random' as the paper; 'history-prior' routes the phase with a dual solved on the history"
+    )
