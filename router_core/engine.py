@@ -1,0 +1,107 @@
+"""The routing engine a router process runs: history, embedder, index, estimator and PORT.
+
+``streams`` calls only this facade (and ``router_core.dual`` results through it), so the
+stream service holds no algorithm of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from router_core.dual import DualSolution
+from router_core.embedding import Embedder
+from router_core.estimator import Estimates, Estimator
+from router_core.history import History
+from router_core.index import MANIFEST_FILE, AnnIndex, IndexManifest
+from router_core.params import EmbeddingParams, IndexParams, PortParams
+from router_core.port import PortDecider
+from router_core.prompts import SharedPrefixes
+
+log = logging.getLogger(__name__)
+
+
+def expected_manifest(history: History, embedder: Embedder, index: IndexParams,
+                      prefixes: SharedPrefixes) -> IndexManifest:
+    """The manifest an index of ``history`` built with these settings must carry."""
+    return IndexManifest(embedding_model=embedder.params.model, dimension=embedder.dimension, count=len(history),
+                         data_hash=history.content_hash(), m=index.m, ef_construction=index.ef_construction,
+                         shared_prefixes=prefixes.prefixes)
+
+
+def learn_prefixes(history: History, embedding: EmbeddingParams) -> SharedPrefixes:
+    """The shared templates to strip, learned from the history (none when switched off)."""
+    return SharedPrefixes.learn(history.prompts) if embedding.strip_shared_prefix else SharedPrefixes()
+
+
+def build_index(history: History, embedder: Embedder, params: IndexParams, show_progress: bool = False) -> AnnIndex:
+    """Embed the history (through the cache) and build its HNSW index."""
+    prefixes = learn_prefixes(history, embedder.params)
+    vectors = embedder.embed_cached(prefixes.strip_all(history.prompts), show_progress=show_progress)
+    return AnnIndex.build(vectors, params, expected_manifest(history, embedder, params, prefixes))
+
+
+def load_or_build_index(history: History, embedder: Embedder, params: IndexParams,
+                        directory: Path | None) -> AnnIndex:
+    """Load the index saved in ``directory`` if there is one (it must match), else build and save it."""
+    if directory is not None and (directory / MANIFEST_FILE).exists():
+        prefixes = learn_prefixes(history, embedder.params)
+        return AnnIndex.load(directory, params, expected_manifest(history, embedder, params, prefixes))
+    index = build_index(history, embedder, params)
+    if directory is not None:
+        index.save(directory)
+    return index
+
+
+class RoutingEngine:
+    """Embeds, estimates and decides for batches of queries; holds no per-stream state."""
+
+    def __init__(self, history: History, embedder: Embedder, index: AnnIndex, port: PortParams) -> None:
+        self.models = history.models
+        self.embedder = embedder
+        self.dimension = embedder.dimension
+        self.prefixes = SharedPrefixes(index.manifest.shared_prefixes)
+        self.estimator = Estimator(index, history.quality, history.cost, port.k)
+        self.decider = PortDecider(port, cost_scale=float(history.cost.mean()))
+        self.port = port
+
+    @classmethod
+    def create(cls, history: History, embedding: EmbeddingParams, index: IndexParams, port: PortParams,
+               index_dir: Path | None = None) -> "RoutingEngine":
+        """Load the embedding model and the index (building and saving it when absent)."""
+        embedder = Embedder(embedding)
+        return cls(history, embedder, load_or_build_index(history, embedder, index, index_dir), port)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of query texts, after stripping the templates the index was built without."""
+        return self.embedder.embed(self.prefixes.strip_all(texts))
+
+    def estimate(self, embeddings: np.ndarray) -> Estimates:
+        """d^ and g^ (dollars) for a batch of embeddings."""
+        return self.estimator.estimate(np.ascontiguousarray(embeddings, dtype=np.float32))
+
+    def observation_count(self) -> int:
+        """How many observations the optimizer waits for: ceil(eps * N)."""
+        return self.decider.observation_count()
+
+    def observation_choices(self, est: Estimates, remaining: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Observation-phase choices (``-1`` = skip), uniform over {skip, models} as the paper."""
+        del remaining  # the paper's phase ignores budgets; the caller still checks them
+        return self.decider.random_choices(len(est), len(self.models), rng)
+
+    def solve_weights(self, observed: Estimates, budgets: np.ndarray) -> DualSolution:
+        """Learn gamma from the observation phase's estimates and the total budgets (dollars)."""
+        return self.decider.solve(observed, budgets)
+
+    def learned_choices(self, est: Estimates, gamma: np.ndarray,
+                        remaining: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The learned rule for a batch: choices (``-1`` = declined) and their scores."""
+        return self.decider.learned_choices(est, gamma, remaining)
+
+    @property
+    def cost_scale(self) -> float:
+        """The divisor applied to dollar costs before scoring (1 when normalization is off)."""
+        return self.decider.cost_scale
