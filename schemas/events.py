@@ -1,0 +1,141 @@
+"""pydantic v2 models of every event on every topic of the stream service.
+
+Every model carries ``schema_version``, forbids unknown fields, rejects NaN and infinite
+floats and bounds the size of texts and vectors, so a hostile or broken producer cannot
+push the router into unbounded work. Timestamps are Unix seconds (float).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+MAX_TEXT_CHARS = 32_000
+MAX_EMBEDDING_DIM = 4_096
+MAX_MODELS = 256
+MAX_ID_CHARS = 256
+MAX_REASON_CHARS = 2_000
+MAX_RAW_CHARS = 64_000
+
+QueryId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[\x21-\x7e]+$")]
+ModelName = Annotated[str, Field(min_length=1, max_length=200)]
+Dollars = Annotated[float, Field(ge=0)]
+Timestamp = Annotated[float, Field(ge=0)]
+Vector = Annotated[list[float], Field(min_length=1, max_length=MAX_MODELS)]
+
+
+class Event(BaseModel):
+    """Common configuration: strict types, no extra fields, finite floats only."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class QueryEvent(Event):
+    """An LLM query to route (topic ``queries``, key = id): text, a precomputed embedding, or both."""
+
+    id: QueryId
+    text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+    embedding: list[float] | None = Field(None, min_length=1, max_length=MAX_EMBEDDING_DIM)
+    tenant: str | None = Field(None, max_length=200)
+    produced_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _text_or_embedding(self) -> "QueryEvent":
+        if self.embedding is None and (self.text is None or not self.text.strip()):
+            raise ValueError("a query needs a non-empty 'text' or an 'embedding'")
+        return self
+
+
+class ObservationEvent(Event):
+    """Estimates of one observation-phase query (topic ``observations``); the optimizer learns from them."""
+
+    query_id: QueryId
+    partition: int = Field(ge=0)
+    quality: Vector
+    cost: Vector
+    observed_at: Timestamp
+
+
+class RoutingWeights(Event):
+    """The learned dual weights (compacted topic ``weights``); routers apply the newest version."""
+
+    version: int = Field(ge=1)
+    models: list[ModelName] = Field(min_length=1, max_length=MAX_MODELS)
+    gamma: Vector
+    alpha: float = Field(gt=0)
+    eps: float = Field(gt=0, lt=1)
+    solver: str = Field(max_length=100)
+    objective: float
+    cost_scale: float = Field(gt=0)
+    sample_size: int = Field(ge=1)
+    created_at: Timestamp
+
+    @model_validator(mode="after")
+    def _one_gamma_per_model(self) -> "RoutingWeights":
+        if len(self.gamma) != len(self.models):
+            raise ValueError(f"{len(self.gamma)} gamma values for {len(self.models)} models")
+        return self
+
+
+class RoutedQuery(Event):
+    """A routing decision (topic ``routed.<model>``, key = query id) for that model's workers."""
+
+    query: QueryEvent
+    model: ModelName
+    partition: int = Field(ge=0, description="input partition; completions must go back to it")
+    phase: Literal["observation", "learned"]
+    estimated_quality: float
+    estimated_cost: Dollars
+    score: float | None = None
+    weights_version: int | None = None
+    routed_at: Timestamp
+
+
+class Completion(Event):
+    """A worker's answer to a routed query (topic ``completions``, same partition as the query)."""
+
+    query_id: QueryId
+    model: ModelName
+    partition: int = Field(ge=0)
+    cost: Dollars
+    input_tokens: int | None = Field(None, ge=0)
+    output_tokens: int | None = Field(None, ge=0)
+    latency_s: float = Field(ge=0)
+    quality: float | None = None
+    response: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+    worker: str = Field(max_length=200)
+    completed_at: Timestamp
+
+
+class UnservedQuery(Event):
+    """A query the router did not serve (topic ``unserved``, key = query id), with the reason."""
+
+    query_id: QueryId
+    partition: int = Field(ge=0)
+    reason: Literal["observation-skip", "declined", "no-budget"]
+    detail: str = Field("", max_length=MAX_REASON_CHARS)
+    phase: Literal["observation", "learned"]
+    weights_version: int | None = None
+    decided_at: Timestamp
+
+
+class DeadLetter(Event):
+    """An input the router could not use (topic ``dlq``): where it came from, why, and its bytes."""
+
+    source_topic: str = Field(max_length=300)
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    key: str | None = Field(None, max_length=MAX_RAW_CHARS)
+    reason: str = Field(max_length=MAX_REASON_CHARS)
+    raw: str = Field(max_length=MAX_RAW_CHARS, description="the value, decoded as UTF-8 with replacement, truncated")
+    raw_size: int = Field(ge=0, description="size of the original value in bytes")
+    failed_at: Timestamp
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    QueryEvent, ObservationEvent, RoutingWeights, RoutedQuery, Completion, UnservedQuery, DeadLetter,
+)

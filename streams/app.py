@@ -1,0 +1,153 @@
+"""The Faust application: router, optimizer and reconciler agents, state tables, health endpoints.
+
+Delivery: at-least-once input. Per micro-batch the router (1) validates, embeds and
+estimates in a worker thread, (2) records decisions and reservations in the changelog-backed
+tables, (3) flushes the producer so those changelog records are on the broker, and only then
+(4) sends the routed / unserved / observation / DLQ messages. A crash between (3) and (4)
+re-delivers the queries, which find their decision and re-emit it without a new charge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from router_core.engine import RoutingEngine
+from streams import topics as T
+from streams.config import ServiceConfig, topic_name
+from streams.data import budgets_in_order
+from streams.router import Outgoing, Record, Router, TopicNames, key_partition
+from streams.weights import Optimizer, WeightsWatcher
+
+log = logging.getLogger(__name__)
+
+
+def app_id(config: ServiceConfig) -> str:
+    """The Faust app id (consumer group, changelog topic prefix): topic prefix + configured id."""
+    return topic_name(config.topics.prefix + config.router.app_id)
+
+
+def topic_names(config: ServiceConfig) -> TopicNames:
+    """The router's output topics."""
+    t = config.topics
+    return TopicNames(observations=t.name(T.OBSERVATIONS), unserved=t.name(T.UNSERVED), dlq=t.name(T.DLQ),
+                      routed={m.name: config.routed_topic(m.name) for m in config.models})
+
+
+def partition_keyed_table_class() -> type:
+    """A faust.Table whose changelog partition is the input partition written in the key."""
+    import faust
+
+    class PartitionKeyedTable(faust.Table):
+        def partition_for_key(self, key: Any) -> int:
+            return key_partition(key)
+
+    return PartitionKeyedTable
+
+
+def to_record(event: Any) -> Record:
+    """A Faust event as a plain Record."""
+    message = event.message
+    return Record(message.topic, message.partition, message.offset, message.key, message.value)
+
+
+def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
+    """Create the Faust app with its agents, tables, timers and web pages (does not start it)."""
+    import faust
+
+    kafka = config.kafka
+    partitions = config.topics.query_partitions
+    app = faust.App(
+        app_id(config), broker=kafka.faust_broker(), broker_credentials=kafka.faust_credentials(),
+        store="memory://", topic_partitions=partitions, topic_replication_factor=config.topics.replication_factor,
+        web_host=config.router.web_host, web_port=config.router.web_port, web_bind=config.router.web_host,
+        datadir=str(Path(config.router.data_dir) / f"{app_id(config)}-{config.router.web_port}"),
+        producer_acks=-1, consumer_auto_offset_reset="earliest", table_standby_replicas=0, autodiscover=False,
+        broker_commit_interval=1.0, producer_max_request_size=4 * 1024 * 1024, loghandlers=[],
+    )
+    budgets = budgets_in_order(config, engine.models)
+    names = topic_names(config)
+    watcher = WeightsWatcher(kafka.confluent(), config.topics.name(T.WEIGHTS))
+    router = Router(engine, budgets, partitions, names, watcher.latest, seed=config.router.seed)
+    optimizer = Optimizer(engine, budgets, kafka.confluent(), names.observations, config.topics.name(T.WEIGHTS),
+                          watcher)
+    table_class = partition_keyed_table_class()
+    spent = app.tables.add(table_class(app, name="spent", default=float, partitions=partitions,
+                                       help="dollars reserved or reconciled per (input partition, model)"))
+    decisions = app.tables.add(table_class(app, name="decisions", default=None, partitions=partitions,
+                                           help="the decision per (input partition, query id)"))
+    stats: Counter = Counter()
+
+    def raw_topic(name: str) -> Any:
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    async def send_all(messages: Sequence[Outgoing]) -> None:
+        futures = [await app.producer.send(m.topic, None if m.key is None else m.key.encode(), m.value,
+                                           m.partition, None, None) for m in messages]
+        await asyncio.gather(*futures)
+        for m in messages:
+            stats[m.topic] += 1
+
+    @app.agent(raw_topic(config.topics.name(T.QUERIES)))
+    async def route(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, watcher.caught_up.wait)
+        async for events in stream.take_events(config.router.batch_size, within=config.router.batch_window_s):
+            prepared = await loop.run_in_executor(None, router.prepare, [to_record(e) for e in events])
+            emitted, observed = router.decide(prepared, spent, decisions)
+            await app.producer.flush()  # decisions and reservations reach the changelog first
+            await send_all(prepared.dead + observed + emitted)
+
+    @app.agent(raw_topic(config.topics.name(T.COMPLETIONS)))
+    async def reconcile(stream: Any) -> None:
+        async for event in stream.events():
+            await send_all(router.reconcile(to_record(event), spent, decisions))
+
+    @app.agent(raw_topic(names.observations))
+    async def optimize(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for event in stream.events():
+            await loop.run_in_executor(None, optimizer.on_observation, event.message.offset)
+
+    def budget_report() -> dict[str, dict[str, float]]:
+        totals = {m: 0.0 for m in engine.models}
+        for key, value in spent.items():
+            totals[key.split("/", 1)[1]] += value
+        return {m: {"limit": float(b), "spent": totals[m]} for m, b in zip(engine.models, budgets)}
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        is_ready = watcher.caught_up.is_set() and not app.rebalancing
+        return web.json({"ready": is_ready, "weights": watcher.describe()}, status=200 if is_ready else 503)
+
+    @app.page("/state")
+    async def state(web: Any, request: Any) -> Any:
+        weights = watcher.latest()
+        return web.json({"budgets": budget_report(), "weights_version": None if weights is None else weights.version,
+                         "sent": dict(stats), "partitions": sorted({key_partition(k) for k in spent.keys()})})
+
+    @app.timer(10.0)
+    async def report() -> None:
+        burn = {m: round(v["spent"] / v["limit"], 3) if v["limit"] else None for m, v in budget_report().items()}
+        log.info("router: sent %s; weights %s; budget used (share of limit, partitions held) %s",
+                 dict(stats), watcher.describe(), burn)
+
+    @app.task
+    async def follow_weights() -> None:
+        watcher.start()
+
+    return app
+
+
+def run_app(app: Any, loglevel: str = "info") -> None:
+    """Run the Faust worker in this process until it is stopped (SIGINT/SIGTERM)."""
+    from faust import Worker
+
+    Worker(app, loglevel=loglevel).execute_from_commandline()

@@ -1,0 +1,203 @@
+"""``port-router``: the command line of the stream service (plus the offline commands of router_core).
+
+Heavy modules (faust, torch, confluent-kafka) are imported inside the command handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from streams.config import ConfigError, ServiceConfig, load_config
+
+DEFAULT_CONFIG = "examples/config.yaml"
+log = logging.getLogger("port-router")
+
+
+def _config(args: argparse.Namespace) -> ServiceConfig:
+    return load_config(args.config)
+
+
+def cmd_schemas_export(args: argparse.Namespace) -> int:
+    """Write the JSON Schema of every event."""
+    from schemas import export_json_schemas
+
+    for path in export_json_schemas(Path(args.directory)):
+        print(path)
+    return 0
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    """Create the service's topics (idempotent)."""
+    from streams.topics import create_topics
+
+    for name, state in sorted(create_topics(_config(args)).items()):
+        print(f"{state:8s} {name}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the router (Faust worker) until stopped."""
+    from streams.app import build_app, run_app
+    from streams.data import load_engine
+
+    config = _config(args)
+    engine, _ = load_engine(config)
+    sys.argv = [sys.argv[0], "worker"]  # Faust's worker reads its own command line
+    run_app(build_app(config, engine), loglevel=args.loglevel)
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    """Publish queries from a file, or the configured held-out stream."""
+    from streams.produce import QuerySource, events, publish, read_source
+    from streams.topics import QUERIES
+
+    config = _config(args)
+    if args.file:
+        source = read_source(Path(args.file))
+    else:
+        from streams.data import load_split
+
+        _, stream = load_split(config)
+        if stream is None:
+            raise ConfigError("produce: give --file, or set history_rows in the configuration to hold out a stream")
+        source = QuerySource(stream.ids, stream.prompts)
+    if args.limit:
+        source = QuerySource(source.ids[: args.limit], source.texts[: args.limit])
+    if args.embeddings:
+        from streams.data import load_engine, stream_embeddings
+
+        engine, _ = load_engine(config)
+        source = QuerySource(source.ids, source.texts, stream_embeddings(engine, list(source.texts)))
+    sent = publish(config.kafka.confluent(), config.topics.name(QUERIES),
+                   events(source, args.id_prefix, with_text=not args.no_text), len(source), rate=args.rate,
+                   progress=not args.quiet)
+    print(f"produced {len(sent)} queries")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Serve one model's routed topic with the replay or openai backend."""
+    from streams.app import app_id
+    from streams.worker import OpenAIBackend, ReplayBackend, Worker
+
+    config = _config(args)
+    if args.backend == "replay":
+        from router_core.history import load_history
+
+        history, _ = load_history(config.history)
+        backend = ReplayBackend(history, args.model)
+    else:
+        backend = OpenAIBackend(config.model(args.model))
+    Worker(config, args.model, backend, app_id(config)).run(max_idle=args.max_idle)
+    return 0
+
+
+def cmd_lag(args: argparse.Namespace) -> int:
+    """Consumer lag (streams.lag, written by ops)."""
+    from streams import lag
+
+    return lag.run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The end-to-end demo on a local broker."""
+    from streams.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_bench_stream(args: argparse.Namespace) -> int:
+    """Throughput and latency of the router against a pass-through agent."""
+    from streams.bench import run_bench
+
+    return run_bench(args)
+
+
+def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"service configuration (default {DEFAULT_CONFIG})")
+    return parser
+
+
+def add_lag_parser(subparsers: argparse._SubParsersAction) -> None:
+    """The ``lag`` command; its arguments come from streams.lag when that module is present."""
+    parser = subparsers.add_parser("lag", help="consumer lag per group and topic")
+    parser.set_defaults(handler=cmd_lag)
+    try:
+        from streams import lag
+    except ImportError:
+        return
+    lag.add_arguments(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    from router_core import cli as core_cli
+
+    parser = argparse.ArgumentParser(prog="port-router", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", dest="loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    schemas = sub.add_parser("schemas", help="event schemas").add_subparsers(dest="schemas_command", required=True)
+    export = schemas.add_parser("export", help="write JSON Schema files")
+    export.add_argument("directory")
+    export.set_defaults(handler=cmd_schemas_export)
+
+    topics = sub.add_parser("topics", help="Kafka topics").add_subparsers(dest="topics_command", required=True)
+    _with_config(topics.add_parser("create", help="create the topics (idempotent)")).set_defaults(
+        handler=cmd_topics_create)
+
+    _with_config(sub.add_parser("serve", help="run the router (Faust worker)")).set_defaults(handler=cmd_serve)
+
+    produce = _with_config(sub.add_parser("produce", help="publish queries"))
+    produce.add_argument("--file", help="RouterBench-schema file or JSONL of texts (default: the held-out stream)")
+    produce.add_argument("--limit", type=int, default=0, help="publish at most this many (0: all)")
+    produce.add_argument("--rate", type=float, default=0.0, help="queries per second (0: as fast as possible)")
+    produce.add_argument("--embeddings", action="store_true", help="attach precomputed embeddings")
+    produce.add_argument("--no-text", action="store_true", help="with --embeddings, leave the text out")
+    produce.add_argument("--id-prefix", default="", help="prepended to every query id (e.g. 'run1:')")
+    produce.add_argument("--quiet", action="store_true", help="no progress bar")
+    produce.set_defaults(handler=cmd_produce)
+
+    worker = _with_config(sub.add_parser("worker", help="LLM worker for one model"))
+    worker.add_argument("--model", required=True)
+    worker.add_argument("--backend", choices=["replay", "openai"], default="replay")
+    worker.add_argument("--max-idle", type=float, default=None, help="exit after this many idle seconds")
+    worker.set_defaults(handler=cmd_worker)
+
+    demo = _with_config(sub.add_parser("demo", help="end-to-end demo on a local broker"))
+    demo.add_argument("--queries", type=int, default=300)
+    demo.add_argument("--json", help="write the summary here")
+    demo.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    demo.set_defaults(handler=cmd_demo)
+
+    bench = _with_config(sub.add_parser("bench-stream", help="stream throughput/latency vs a pass-through agent"))
+    bench.add_argument("--queries", type=int, default=1000)
+    bench.add_argument("--output", help="write the measurements as JSON here")
+    bench.set_defaults(handler=cmd_bench_stream)
+
+    add_lag_parser(sub)
+    core_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``port-router`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

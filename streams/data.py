@@ -1,0 +1,67 @@
+"""The history the router indexes and the query stream the producer sends, from the configuration."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from router_core.engine import RoutingEngine
+from router_core.history import History, load_history
+from streams.config import ConfigError, ServiceConfig
+
+log = logging.getLogger(__name__)
+
+
+def parse_split(spec: str) -> tuple[int, int]:
+    """Parse ``split:<seed>:<stream_size>`` into (seed, stream_size)."""
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[0] != "split" or not parts[1].isdigit() or not parts[2].isdigit():
+        raise ConfigError(f"history_rows: expected 'split:<seed>:<stream_size>', got {spec!r}")
+    return int(parts[1]), int(parts[2])
+
+
+def split_rows(n: int, seed: int, stream_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random (history rows, stream rows) of ``n`` rows; the stream rows keep their random order."""
+    if not 0 < stream_size < n:
+        raise ConfigError(f"history_rows: a stream of {stream_size} rows needs 0 < size < {n} (the history size)")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[stream_size:]), order[:stream_size]
+
+
+def load_split(config: ServiceConfig) -> tuple[History, History | None]:
+    """(history the index is built on, held-out query stream or None) as ``history_rows`` says."""
+    full, report = load_history(config.history)
+    log.info("history: %s", report.summary())
+    configured = tuple(m.name for m in config.models)
+    if set(configured) != set(full.models):
+        raise ConfigError(f"models: the configured models must be the history's models; missing from the history: "
+                          f"{sorted(set(configured) - set(full.models))}, not configured: "
+                          f"{sorted(set(full.models) - set(configured))}")
+    if config.history_rows is None:
+        return full, None
+    seed, size = parse_split(config.history_rows)
+    history_rows, stream_rows = split_rows(len(full), seed, size)
+    return full.subset(history_rows), full.subset(stream_rows)
+
+
+def budgets_in_order(config: ServiceConfig, models: tuple[str, ...]) -> np.ndarray:
+    """The configured total budgets (dollars) in the order of ``models``."""
+    return np.array([config.model(m).budget for m in models], dtype=np.float64)
+
+
+def load_engine(config: ServiceConfig) -> tuple[RoutingEngine, History | None]:
+    """The routing engine on the configured history (index loaded from or saved to ``index_dir``),
+    and the held-out stream when ``history_rows`` splits one off."""
+    history, stream = load_split(config)
+    index_dir = Path(config.index_dir) if config.index_dir else None
+    engine = RoutingEngine.create(history, config.embedding, config.index, config.port, index_dir)
+    log.info("engine ready: %d history queries, %d models, dimension %d", len(history), len(engine.models),
+             engine.dimension)
+    return engine, stream
+
+
+def stream_embeddings(engine: RoutingEngine, texts: list[str]) -> np.ndarray:
+    """Embeddings of query texts as the router would compute them, through the on-disk cache."""
+    return engine.embedder.embed_cached(engine.prefixes.strip_all(texts))

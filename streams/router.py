@@ -1,0 +1,278 @@
+"""The router's per-batch work, independent of Faust: validate, embed, estimate, decide, reserve.
+
+``prepare`` is pure (safe to run in a worker thread: parsing, embedding, estimation);
+``decide`` and ``reconcile`` mutate the two state mappings (Faust Tables in the service)
+and return the messages to send. State keys start with the input partition
+(``"<partition>/<model>"`` for spent dollars, ``"<partition>/<query id>"`` for decisions),
+so each partition owns its budget share B_i / P and its decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, MutableMapping, Sequence
+
+import numpy as np
+from pydantic import ValidationError
+
+from router_core.engine import RoutingEngine
+from router_core.estimator import Estimates
+from schemas import Completion, DeadLetter, ObservationEvent, QueryEvent, RoutedQuery, RoutingWeights, UnservedQuery
+from schemas.events import MAX_RAW_CHARS
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed Kafka message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to produce (value is JSON bytes)."""
+
+    topic: str
+    key: str | None
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass
+class Prepared:
+    """A validated batch: queries with their estimates, and the dead letters."""
+
+    records: list[Record] = field(default_factory=list)
+    queries: list[QueryEvent] = field(default_factory=list)
+    estimates: Estimates | None = None
+    dead: list[Outgoing] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The topics the router writes to."""
+
+    observations: str
+    unserved: str
+    dlq: str
+    routed: dict[str, str]  # model -> topic
+
+
+def state_key(partition: int, name: str) -> str:
+    """Key of a state entry owned by input ``partition``."""
+    return f"{partition}/{name}"
+
+
+def key_partition(key: str) -> int:
+    """The input partition that owns state key ``key``."""
+    return int(key.split("/", 1)[0])
+
+
+def dead_letter(topic: str, record: Record, reason: str) -> Outgoing:
+    """A DLQ message for ``record`` that failed for ``reason``."""
+    raw = record.value or b""
+    letter = DeadLetter(
+        source_topic=record.topic, partition=record.partition, offset=record.offset,
+        key=None if record.key is None else record.key.decode("utf-8", "replace")[:MAX_RAW_CHARS],
+        reason=reason[:2000], raw=raw[:MAX_RAW_CHARS].decode("utf-8", "replace")[:MAX_RAW_CHARS],
+        raw_size=len(raw), failed_at=time.time(),
+    )
+    return Outgoing(topic, None, letter.model_dump_json().encode())
+
+
+def validation_reason(error: ValidationError) -> str:
+    """A short reason naming the fields that failed."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()[:5]]
+    return "invalid " + "; ".join(parts)
+
+
+class Router:
+    """Routes batches of query records with a RoutingEngine under per-partition budget shares."""
+
+    def __init__(self, engine: RoutingEngine, budgets: np.ndarray, partitions: int, topics: TopicNames,
+                 weights: Callable[[], RoutingWeights | None], seed: int = 0) -> None:
+        self.engine = engine
+        self.models = engine.models
+        self.share = np.asarray(budgets, dtype=np.float64) / partitions
+        self.topics = topics
+        self.weights = weights
+        self.rng = np.random.default_rng(seed)
+
+    # -- validation, embedding, estimation (no state) ---------------------------------------
+    def parse(self, record: Record) -> QueryEvent | str:
+        """The query in ``record``, or the reason it is unusable."""
+        if record.value is None:
+            return "empty message (no value)"
+        if len(record.value) > MAX_QUERY_BYTES:
+            return f"message of {len(record.value)} bytes exceeds the {MAX_QUERY_BYTES}-byte limit"
+        try:
+            query = QueryEvent.model_validate_json(record.value)
+        except ValidationError as exc:
+            return validation_reason(exc)
+        if query.embedding is not None:
+            if len(query.embedding) != self.engine.dimension:
+                return f"embedding has {len(query.embedding)} dimensions, the index has {self.engine.dimension}"
+            if not np.any(np.asarray(query.embedding)):
+                return "embedding is all zeros"
+        return query
+
+    def prepare(self, records: Sequence[Record]) -> Prepared:
+        """Validate every record, embed the texts without embeddings, estimate the batch."""
+        out = Prepared()
+        for record in records:
+            parsed = self.parse(record)
+            if isinstance(parsed, str):
+                log.warning("dlq: %s[%d]@%d: %s", record.topic, record.partition, record.offset, parsed)
+                out.dead.append(dead_letter(self.topics.dlq, record, parsed))
+            else:
+                out.records.append(record)
+                out.queries.append(parsed)
+        if out.queries:
+            out.estimates = self.engine.estimate(self.embeddings(out.queries))
+        return out
+
+    def embeddings(self, queries: Sequence[QueryEvent]) -> np.ndarray:
+        """(B, d) unit vectors: precomputed ones as given (normalized), the others embedded in one batch."""
+        vectors = np.zeros((len(queries), self.engine.dimension), dtype=np.float32)
+        to_embed = [i for i, q in enumerate(queries) if q.embedding is None]
+        for i, query in enumerate(queries):
+            if query.embedding is not None:
+                vector = np.asarray(query.embedding, dtype=np.float32)
+                vectors[i] = vector / np.linalg.norm(vector)
+        if to_embed:
+            vectors[to_embed] = self.engine.embed([queries[i].text or "" for i in to_embed])
+        return vectors
+
+    # -- decisions (mutate state) ---------------------------------------------------------
+    def remaining(self, spent: MutableMapping[str, float], partition: int) -> np.ndarray:
+        """Dollars left of each model's share in ``partition``."""
+        return self.share - np.array([spent.get(state_key(partition, m), 0.0) or 0.0 for m in self.models])
+
+    def decide(self, batch: Prepared, spent: MutableMapping[str, float],
+               decisions: MutableMapping[str, dict]) -> tuple[list[Outgoing], list[Outgoing]]:
+        """Decide every new query of the batch and record decisions and reservations in the state.
+
+        Returns (decision messages, observation messages). A query id decided before gets its
+        stored decision re-emitted, with no new charge.
+        """
+        weights = self.weights()
+        gamma = self.gamma_of(weights)
+        emitted: list[Outgoing] = []
+        observed: list[Outgoing] = []
+        by_partition: dict[int, list[int]] = {}
+        for row, (record, query) in enumerate(zip(batch.records, batch.queries)):
+            previous = decisions.get(state_key(record.partition, query.id))
+            if previous is not None:
+                log.info("query %s decided before (partition %d): re-emitting, no new charge", query.id,
+                         record.partition)
+                emitted.append(Outgoing(previous["topic"], query.id, previous["value"].encode()))
+            else:
+                by_partition.setdefault(record.partition, []).append(row)
+        assert batch.estimates is not None or not by_partition
+        for partition, rows in by_partition.items():
+            rows = self.first_of_each_id(batch.queries, rows)
+            est = Estimates(batch.estimates.quality[rows], batch.estimates.cost[rows])  # type: ignore[union-attr]
+            remaining = self.remaining(spent, partition)
+            if gamma is None:
+                choices = self.engine.observation_choices(est, remaining, self.rng)
+                scores = np.full(len(rows), np.nan)
+            else:
+                choices, scores = self.engine.learned_choices(est, gamma, remaining)
+            for j, row in enumerate(rows):
+                query = batch.queries[row]
+                phase = "observation" if gamma is None else "learned"
+                if gamma is None:
+                    observed.append(self.observation(query, partition, est, j))
+                message, cost, model = self.outcome(query, partition, est, j, int(choices[j]), float(scores[j]),
+                                                    remaining, phase, weights)
+                if model is not None:
+                    remaining[self.models.index(model)] -= cost
+                    key = state_key(partition, model)
+                    spent[key] = (spent.get(key, 0.0) or 0.0) + cost
+                decisions[state_key(partition, query.id)] = {
+                    "topic": message.topic, "value": message.value.decode(), "model": model,
+                    "reserved": cost, "actual": None,
+                }
+                emitted.append(message)
+        return emitted, observed
+
+    @staticmethod
+    def first_of_each_id(queries: Sequence[QueryEvent], rows: list[int]) -> list[int]:
+        """Rows with an id not seen earlier in the batch (a repeat within a batch is re-emitted by the
+        next delivery, never decided twice)."""
+        seen: set[str] = set()
+        keep = []
+        for row in rows:
+            if queries[row].id not in seen:
+                seen.add(queries[row].id)
+                keep.append(row)
+        return keep
+
+    def gamma_of(self, weights: RoutingWeights | None) -> np.ndarray | None:
+        """gamma in the engine's model order, or None (observation phase)."""
+        if weights is None:
+            return None
+        if tuple(weights.models) != self.models:
+            log.error("weights v%d are for models %s, the router has %s: ignored", weights.version,
+                      weights.models, list(self.models))
+            return None
+        return np.asarray(weights.gamma, dtype=np.float64)
+
+    def observation(self, query: QueryEvent, partition: int, est: Estimates, j: int) -> Outgoing:
+        """The observation event of an observation-phase query."""
+        event = ObservationEvent(query_id=query.id, partition=partition, quality=est.quality[j].tolist(),
+                                 cost=est.cost[j].tolist(), observed_at=time.time())
+        return Outgoing(self.topics.observations, query.id, event.model_dump_json().encode())
+
+    def outcome(self, query: QueryEvent, partition: int, est: Estimates, j: int, choice: int, score: float,
+                remaining: np.ndarray, phase: str, weights: RoutingWeights | None
+                ) -> tuple[Outgoing, float, str | None]:
+        """(message, reserved dollars, model or None) for one query's choice."""
+        version = None if weights is None else weights.version
+        now = time.time()
+        if choice >= 0 and est.cost[j, choice] <= remaining[choice]:
+            model = self.models[choice]
+            cost = float(est.cost[j, choice])
+            routed = RoutedQuery(query=query, model=model, partition=partition, phase=phase,
+                                 estimated_quality=float(est.quality[j, choice]), estimated_cost=cost,
+                                 score=score if np.isfinite(score) else None, weights_version=version, routed_at=now)
+            return Outgoing(self.topics.routed[model], query.id, routed.model_dump_json().encode()), cost, model
+        if choice >= 0 or not np.any(est.cost[j] <= remaining):
+            reason, detail = "no-budget", "no chosen model's remaining budget share covers the estimated cost"
+        elif phase == "observation":
+            reason, detail = "observation-skip", "the observation phase drew 'skip'"
+        else:
+            reason, detail = "declined", "no model scores above zero under the learned weights"
+        unserved = UnservedQuery(query_id=query.id, partition=partition, reason=reason, detail=detail,
+                                 phase=phase, weights_version=version, decided_at=now)
+        return Outgoing(self.topics.unserved, query.id, unserved.model_dump_json().encode()), 0.0, None
+
+    def reconcile(self, record: Record, spent: MutableMapping[str, float],
+                  decisions: MutableMapping[str, dict]) -> list[Outgoing]:
+        """Replace a reservation by the actual cost of a completion (once per query); DLQ if invalid."""
+        try:
+            completion = Completion.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            return [dead_letter(self.topics.dlq, record, validation_reason(exc))]
+        key = state_key(record.partition, completion.query_id)
+        decision = decisions.get(key)
+        if decision is None or decision["model"] != completion.model:
+            log.warning("completion of %s by %s on partition %d matches no decision: ignored",
+                        completion.query_id, completion.model, record.partition)
+            return []
+        if decision["actual"] is not None:
+            return []
+        budget_key = state_key(record.partition, completion.model)
+        spent[budget_key] = (spent.get(budget_key, 0.0) or 0.0) + completion.cost - decision["reserved"]
+        decisions[key] = {**decision, "actual": completion.cost}
+        return []

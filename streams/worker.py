@@ -1,0 +1,217 @@
+"""The LLM worker of one model: consume ``routed.<model>``, answer, publish a Completion.
+
+A confluent-kafka consumer group per model (``<app id>-worker-<model>``); offsets are
+committed after the completion is acknowledged (at-least-once), and query ids already
+served (found in the completions topic at start, or served since) are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from router_core.history import History
+from schemas import Completion, RoutedQuery
+from streams.config import ModelSettings, ServiceConfig, topic_name
+from streams.topics import COMPLETIONS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a backend returns for one query."""
+
+    cost: float
+    response: str | None
+    quality: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class Backend(Protocol):
+    """Answers a routed query."""
+
+    def answer(self, routed: RoutedQuery) -> Answer: ...
+
+
+class ReplayBackend:
+    """Answers from the history: the recorded response, true cost and quality of the model."""
+
+    def __init__(self, history: History, model: str) -> None:
+        self.column = history.models.index(model)
+        self.rows = {query_id: row for row, query_id in enumerate(history.ids)}
+        self.history = history
+
+    def answer(self, routed: RoutedQuery) -> Answer:
+        """The recorded answer; ids carrying a run prefix (``<prefix>:<id>``) are matched on the id."""
+        row = self.rows.get(routed.query.id)
+        if row is None and ":" in routed.query.id:
+            row = self.rows.get(routed.query.id.split(":", 1)[1])
+        if row is None:
+            log.warning("replay: query %s is not in the history; charging the estimate", routed.query.id)
+            return Answer(cost=routed.estimated_cost, response=None)
+        responses = self.history.responses
+        return Answer(cost=float(self.history.cost[row, self.column]),
+                      response=None if responses is None else responses[row][self.column][:32_000],
+                      quality=float(self.history.quality[row, self.column]))
+
+
+class OpenAIBackend:
+    """Calls an OpenAI-compatible ``/v1/chat/completions`` (OPENAI_BASE_URL, OPENAI_API_KEY)."""
+
+    def __init__(self, model: ModelSettings, retries: int = 5, timeout: float = 120.0) -> None:
+        self.model = model
+        self.base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
+        self.api_key = os.environ.get("OPENAI_API_KEY", "")
+        self.retries = retries
+        self.timeout = timeout
+
+    def answer(self, routed: RoutedQuery) -> Answer:
+        """One chat completion; usage tokens times the configured prices is the cost."""
+        body = json.dumps({"model": self.model.api_model or self.model.name,
+                           "messages": [{"role": "user", "content": routed.query.text or ""}]}).encode()
+        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {self.api_key}"})
+        reply = self._call_with_backoff(request)
+        usage = reply.get("usage") or {}
+        tokens_in = int(usage.get("prompt_tokens", 0))
+        tokens_out = int(usage.get("completion_tokens", 0))
+        text = reply["choices"][0]["message"].get("content") if reply.get("choices") else None
+        return Answer(cost=tokens_in * self.model.price_input_per_token + tokens_out * self.model.price_output_per_token,
+                      response=None if text is None else str(text)[:32_000], input_tokens=tokens_in,
+                      output_tokens=tokens_out)
+
+    def _call_with_backoff(self, request: urllib.request.Request) -> dict:
+        delay = 1.0
+        for attempt in range(1, self.retries + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                if exc.code not in (408, 409, 429) and exc.code < 500:
+                    raise
+                problem = f"HTTP {exc.code}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                problem = str(exc)
+            if attempt == self.retries:
+                raise RuntimeError(f"{self.model.name}: giving up after {attempt} attempts ({problem})")
+            log.warning("%s: attempt %d failed (%s); retrying in %.0fs", self.model.name, attempt, problem, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+
+def served_ids(kafka_conf: dict[str, str], topic: str, model: str, timeout: float = 30.0) -> set[str]:
+    """Query ids that already have a completion by ``model`` on ``topic`` (read to the current end)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**kafka_conf, "group.id": "unused-served-scan", "enable.auto.commit": False})
+    served: set[str] = set()
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        ends = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            if message.offset() + 1 >= ends.get(message.partition(), 0):
+                ends.pop(message.partition(), None)
+            try:
+                completion = Completion.model_validate_json(message.value() or b"")
+            except ValidationError:
+                continue
+            if completion.model == model:
+                served.add(completion.query_id)
+    finally:
+        consumer.close()
+    return served
+
+
+class Worker:
+    """Consumes one model's routed topic and publishes completions."""
+
+    def __init__(self, config: ServiceConfig, model: str, backend: Backend, group_prefix: str) -> None:
+        self.config = config
+        self.model = model
+        self.backend = backend
+        self.topic = config.routed_topic(model)
+        self.completions = config.topics.name(COMPLETIONS)
+        self.group = f"{group_prefix}-worker-{topic_name(model)}"
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.stopping = False
+
+    def run(self, max_idle: float | None = None) -> int:
+        """Serve until SIGTERM/SIGINT (or ``max_idle`` seconds without messages); return the count served."""
+        from confluent_kafka import Consumer, Producer
+
+        conf = self.config.kafka.confluent()
+        served = served_ids(conf, self.completions, self.model)
+        consumer = Consumer({**conf, "group.id": self.group, "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest"})
+        producer = Producer({**conf, "acks": "all", "enable.idempotence": True})
+        consumer.subscribe([self.topic])
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: setattr(self, "stopping", True))
+        log.info("worker %s for %s on %s (group %s); %d ids served before", self.name, self.model, self.topic,
+                 self.group, len(served))
+        count = 0
+        idle_since = time.monotonic()
+        try:
+            while not self.stopping:
+                message = consumer.poll(0.5)
+                if message is None:
+                    if max_idle is not None and time.monotonic() - idle_since > max_idle:
+                        break
+                    continue
+                idle_since = time.monotonic()
+                if message.error():
+                    log.warning("consumer: %s", message.error())
+                    continue
+                if self.handle(message.value(), served, producer):
+                    count += 1
+                consumer.commit(message=message, asynchronous=False)
+        finally:
+            producer.flush(30)
+            consumer.close()
+        log.info("worker for %s stopped after serving %d queries", self.model, count)
+        return count
+
+    def handle(self, value: bytes | None, served: set[str], producer: object) -> bool:
+        """Answer one routed message; False when skipped (invalid, other model, already served)."""
+        try:
+            routed = RoutedQuery.model_validate_json(value or b"")
+        except ValidationError as exc:
+            log.error("invalid routed message skipped: %s", exc)
+            return False
+        if routed.model != self.model or routed.query.id in served:
+            return False
+        started = time.monotonic()
+        answer = self.backend.answer(routed)
+        completion = Completion(query_id=routed.query.id, model=self.model, partition=routed.partition,
+                                cost=answer.cost, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
+                                latency_s=time.monotonic() - started, quality=answer.quality, response=answer.response,
+                                worker=self.name, completed_at=time.time())
+        producer.produce(self.completions, key=routed.query.id.encode(),  # type: ignore[attr-defined]
+                         value=completion.model_dump_json().encode(), partition=routed.partition)
+        if producer.flush(30) != 0:  # type: ignore[attr-defined]
+            raise RuntimeError("completion not acknowledged by the broker within 30s")
+        served.add(routed.query.id)
+        return True
