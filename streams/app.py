@@ -60,11 +60,13 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
 
     kafka = config.kafka
     partitions = config.topics.query_partitions
+    data_dir = Path(config.router.data_dir) / f"{app_id(config)}-{config.router.web_port}"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id(config), broker=kafka.faust_broker(), broker_credentials=kafka.faust_credentials(),
         store="memory://", topic_partitions=partitions, topic_replication_factor=config.topics.replication_factor,
         web_host=config.router.web_host, web_port=config.router.web_port, web_bind=config.router.web_host,
-        datadir=str(Path(config.router.data_dir) / f"{app_id(config)}-{config.router.web_port}"),
+        datadir=str(data_dir),
         producer_acks=-1, consumer_auto_offset_reset="earliest", table_standby_replicas=0, autodiscover=False,
         broker_commit_interval=1.0, producer_max_request_size=4 * 1024 * 1024, loghandlers=[],
     )

@@ -1,0 +1,173 @@
+"""``port-router demo``: the whole loop on a local broker, with live progress and a final table.
+
+Starts what is missing (broker via scripts/kafka.sh, topics under a fresh prefix, the
+router, one replay worker per model), streams N held-out queries, waits until every query
+is decided and every routed query completed, prints the table and stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from streams.config import ServiceConfig, load_config
+from streams.outcomes import OutcomeTally, follow_outcomes
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parent.parent
+KAFKA_SCRIPT = REPO / "scripts" / "kafka.sh"
+
+
+class Processes:
+    """Child processes started by the demo, stopped (SIGTERM, then SIGKILL) in reverse order."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        """Start ``argv`` with its output in ``<log_dir>/<name>.log``."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        handle = (self.log_dir / f"{name}.log").open("w")
+        child = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        self.children.append((name, child))
+        return child
+
+    def stop_all(self) -> None:
+        """Terminate every child and wait for it."""
+        for _, child in reversed(self.children):
+            if child.poll() is None:
+                child.terminate()
+        for name, child in reversed(self.children):
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within 30s; killing it", name)
+                child.kill()
+                child.wait()
+
+
+def broker_answers(bootstrap: str) -> bool:
+    """True when a broker answers a metadata request at ``bootstrap``."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3)
+        return True
+    except Exception:  # confluent-kafka raises KafkaException on timeout
+        return False
+
+
+def wait_ready(url: str, router: subprocess.Popen, timeout: float) -> None:
+    """Wait until the router's /ready answers 200 (raises if it exits or the time runs out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if router.poll() is not None:
+            raise RuntimeError(f"the router exited with status {router.returncode}; see its log")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"the router was not ready within {timeout:.0f}s")
+
+
+def router_state(url: str) -> dict[str, Any]:
+    """The router's /state page (budgets, weights version)."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def print_table(config: ServiceConfig, tally: OutcomeTally, state: dict[str, Any]) -> None:
+    """The final per-model table: served, quality, cost, PPC, budget."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="demo: per model")
+    for column in ("model", "routed", "completed", "quality", "cost $", "PPC", "budget $", "spent $"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for model in config.models:
+        quality, cost = tally.quality.get(model.name, 0.0), tally.cost.get(model.name, 0.0)
+        budget = state["budgets"].get(model.name, {})
+        table.add_row(model.name, str(tally.routed.get(model.name, 0)), str(tally.completed.get(model.name, 0)),
+                      f"{quality:.0f}", f"{cost:.5f}", f"{quality / cost:.0f}" if cost else "-",
+                      f"{budget.get('limit', 0):.4f}", f"{budget.get('spent', 0):.5f}")
+    console = Console()
+    console.print(table)
+    console.print(f"produced {tally.produced}, routed {sum(tally.routed.values())}, unserved {tally.unserved} "
+                  f"{dict(tally.unserved_reasons)}, dlq {tally.dlq}, weights version {state.get('weights_version')}")
+
+
+def summary(tally: OutcomeTally, state: dict[str, Any], config: ServiceConfig) -> dict[str, Any]:
+    """The JSON summary."""
+    return {
+        "produced": tally.produced,
+        "routed": {m.name: tally.routed.get(m.name, 0) for m in config.models},
+        "unserved": tally.unserved,
+        "unserved_reasons": dict(tally.unserved_reasons),
+        "dlq": tally.dlq,
+        "budget_limit": {m: v["limit"] for m, v in state["budgets"].items()},
+        "budget_spent": {m: v["spent"] for m, v in state["budgets"].items()},
+        "weights_version": state.get("weights_version"),
+        "completions": sum(tally.completed.values()),
+        "quality": {m: tally.quality.get(m, 0.0) for m in tally.completed},
+        "cost": {m: tally.cost.get(m, 0.0) for m in tally.completed},
+    }
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo; returns 0 when every query was accounted for."""
+    from streams.data import load_split
+    from streams.produce import QuerySource, events, publish
+    from streams.topics import QUERIES, create_topics
+
+    prefix = f"demo{int(time.time())}."
+    env = {**os.environ, "PORT_ROUTER__TOPICS__PREFIX": prefix, "HF_HUB_OFFLINE": "1"}
+    config = load_config(args.config, env)
+    bootstrap = config.kafka.bootstrap_servers
+    started_broker = False
+    children = Processes(REPO / ".cache" / "demo-logs")
+    try:
+        if not broker_answers(bootstrap):
+            port = bootstrap.rsplit(":", 1)[-1]
+            subprocess.run([str(KAFKA_SCRIPT), "start"], check=True, env={**env, "KAFKA_PORT": port})
+            started_broker = True
+        create_topics(config)
+        _, stream = load_split(config)
+        if stream is None:
+            raise RuntimeError("the demo needs history_rows in the configuration (a held-out query stream)")
+        n = min(args.queries, len(stream))
+        python = [sys.executable, "-m", "streams.cli", "--log-level", "info"]
+        router = children.start("router", python + ["serve", "--config", args.config], env)
+        base_url = f"http://{config.router.web_host}:{config.router.web_port}"
+        print(f"demo: topics under prefix {prefix!r}; router starting (builds or loads the index; logs in "
+              f"{children.log_dir})")
+        wait_ready(base_url + "/ready", router, timeout=args.timeout)
+        for model in config.models:
+            children.start(f"worker-{model.name.replace('/', '_')}",
+                           python + ["worker", "--config", args.config, "--model", model.name], env)
+        source = QuerySource(stream.ids[:n], stream.prompts[:n])
+        ids = publish(config.kafka.confluent(), config.topics.name(QUERIES), events(source, "demo:"), n)
+        tally = follow_outcomes(config, len(ids), timeout=args.timeout, live=True)
+        tally.produced = len(ids)
+        state = router_state(base_url + "/state")
+        print_table(config, tally, state)
+        result = summary(tally, state, config)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+            print(f"summary written to {args.json}")
+        return 0 if tally.decided() == len(ids) else 1
+    finally:
+        children.stop_all()
+        if started_broker:
+            subprocess.run([str(KAFKA_SCRIPT), "stop"], check=False, env=env)
