@@ -130,13 +130,14 @@ class Optimizer:
         self.weights_topic = weights_topic
         self.watcher = watcher
         self.target = engine.observation_count()
+        self.published: RoutingWeights | None = None
 
     def on_observation(self, offset: int) -> RoutingWeights | None:
         """Call for each observation (its offset); solves and publishes when the target is reached
         and no weights exist yet. Returns the published weights, if any."""
-        if offset + 1 < self.target or self.watcher.latest() is not None:
+        if offset + 1 < self.target or self.published is not None:
             return None
-        self.watcher.caught_up.wait()
+        self.watcher.caught_up.wait()  # weights published before a restart count
         if self.watcher.latest() is not None:
             return None
         observed = read_observations(self.kafka_conf, self.observations_topic, self.target)
@@ -151,6 +152,7 @@ class Optimizer:
         log.info("optimizer: solved on %d observations in %.3fs (%s), gamma=%s", len(observed),
                  time.perf_counter() - started, solution.solver, np.round(solution.gamma, 4).tolist())
         self.publish(weights)
+        self.published = weights
         return weights
 
     def publish(self, weights: RoutingWeights) -> None:

@@ -1,0 +1,214 @@
+"""Helpers for the stream integration tests: the real broker, router processes, test configs.
+
+The tests need the real Kafka broker at $KAFKA_BOOTSTRAP (default 127.0.0.1:9092, start it
+with ``scripts/kafka.sh start``) and the shared RouterBench subset. When either is missing
+they fail under CI=true and skip loudly otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from schemas import QueryEvent
+from streams.config import ServiceConfig, load_config
+from streams.demo import broker_answers
+from streams.outcomes import OutcomeTally, follow_outcomes
+from streams.produce import publish
+from streams.topics import QUERIES, create_topics
+
+REPO = Path(__file__).resolve().parents[2]
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+DATA = Path(os.environ.get("PORT_ROUTER_DATA", REPO.parent / "shared" / "data" / "routerbench-subset"))
+DIMENSION = 384  # all-MiniLM-L6-v2
+
+
+def require(condition: bool, reason: str) -> None:
+    """Fail under CI=true, skip (with the reason) otherwise, when ``condition`` is false."""
+    if condition:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"NOT RUNNABLE: {reason}")
+    pytest.skip(f"NOT RUN: {reason}")
+
+
+def require_environment() -> None:
+    """The broker answers and the shared data exists."""
+    require(broker_answers(BOOTSTRAP), f"no Kafka broker answers at {BOOTSTRAP} (run scripts/kafka.sh start "
+                                       f"or set KAFKA_BOOTSTRAP)")
+    require(DATA.is_dir(), f"the RouterBench subset is not at {DATA} (set PORT_ROUTER_DATA)")
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(directory: Path, partitions: int = 2, n_expected: int = 200, budget_scale: float = 1.0) -> Path:
+    """A test configuration: the example one under a unique topic prefix, on the test broker."""
+    data = yaml.safe_load((REPO / "examples" / "config.yaml").read_text())
+    data["kafka"]["bootstrap_servers"] = BOOTSTRAP
+    data["topics"]["prefix"] = f"t{uuid.uuid4().hex[:10]}."
+    data["topics"]["query_partitions"] = partitions
+    data["port"]["n_expected"] = n_expected
+    data["history"] = [str(DATA)]
+    data["index_dir"] = str(REPO / ".cache" / "index" / "routerbench-subset")
+    data["router"]["data_dir"] = str(directory / "faust")
+    for model in data["models"]:
+        model["budget"] = model["budget"] * budget_scale
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path, {})
+    create_topics(config)
+    return path
+
+
+class RouterProcess:
+    """A ``port-router serve`` child process with its own web port and log file."""
+
+    def __init__(self, config_path: Path, log_path: Path, name: str = "router") -> None:
+        self.config_path = config_path
+        self.log_path = log_path
+        self.port = free_port()
+        self.name = name
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RouterProcess":
+        """Start the router (returns at once; see ``wait_ready``)."""
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PORT_ROUTER__ROUTER__WEB_PORT": str(self.port)}
+        handle = self.log_path.open("a")
+        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--config",
+                                         str(self.config_path)], stdout=handle, stderr=subprocess.STDOUT,
+                                        env=env, cwd=REPO)
+        return self
+
+    def wait_ready(self, timeout: float = 240.0) -> None:
+        """Wait for /ready == 200; fail with the log tail if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                pytest.fail(f"{self.name} exited ({self.process.returncode}):\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(1)
+        pytest.fail(f"{self.name} not ready in {timeout}s:\n{self.log_tail()}")
+
+    def state(self) -> dict[str, Any]:
+        """The /state page."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/state", timeout=10) as response:
+            return json.loads(response.read())
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
+        """Send ``sig`` and wait for the exit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the router's log."""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def random_queries(count: int, run: str, seed: int = 0, text_every: int = 0) -> list[QueryEvent]:
+    """Queries with random unit-vector embeddings; every ``text_every``-th carries text only."""
+    rng = np.random.default_rng(seed)
+    queries = []
+    for i in range(count):
+        if text_every and i % text_every == 0:
+            queries.append(QueryEvent(id=f"{run}-{i}", text=f"Question {i}: which answer is correct? (A) yes (B) no"))
+        else:
+            vector = rng.normal(size=DIMENSION)
+            queries.append(QueryEvent(id=f"{run}-{i}", embedding=(vector / np.linalg.norm(vector)).tolist()))
+    return queries
+
+
+def produce(config: ServiceConfig, queries: list[QueryEvent], rate: float = 0.0) -> list[str]:
+    """Publish ``queries`` to the config's queries topic."""
+    return publish(config.kafka.confluent(), config.topics.name(QUERIES), iter(queries), len(queries), rate=rate,
+                   progress=False)
+
+
+def outcomes(config: ServiceConfig, expected: int, timeout: float = 180.0) -> OutcomeTally:
+    """Everything the router decided, once ``expected`` queries are decided (or the timeout passes)."""
+    return follow_outcomes(config, expected, timeout=timeout, wait_completions=False)
+
+
+def count_messages(config: ServiceConfig, topic: str) -> int:
+    """Messages currently in ``topic`` (sum of high minus low watermarks)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**config.kafka.confluent(), "group.id": "unused-count"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        total = 0
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def assert_accounting(tally: OutcomeTally, produced: list[str]) -> None:
+    """Every produced id is in exactly one of routed.<one model>/unserved; nothing extra appears."""
+    missing = set(produced) - set(tally.placements)
+    assert not missing, f"{len(missing)} queries never decided, e.g. {sorted(missing)[:5]}"
+    extra = set(tally.placements) - set(produced)
+    assert not extra, f"decisions for ids never produced: {sorted(extra)[:5]}"
+    double = {qid: kinds for qid, kinds in tally.placements.items() if len(kinds) != 1}
+    assert not double, f"queries placed in more than one topic: {dict(list(double.items())[:5])}"
+    assert sum(tally.routed.values()) + tally.unserved == len(produced)
+
+
+def first_decisions(tally: OutcomeTally) -> dict[str, dict[str, Any]]:
+    """The first routed message of each query id."""
+    first: dict[str, dict[str, Any]] = {}
+    for message in tally.routed_messages:
+        first.setdefault(message["query"]["id"], message)
+    return first
+
+
+def assert_budgets(config: ServiceConfig, tally: OutcomeTally) -> dict[str, float]:
+    """Reserved dollars per (partition, model) never exceed the share B_i / P; returns totals per model."""
+    partitions = config.topics.query_partitions
+    reserved: dict[tuple[int, str], float] = {}
+    for message in first_decisions(tally).values():
+        key = (message["partition"], message["model"])
+        reserved[key] = reserved.get(key, 0.0) + message["estimated_cost"]
+    for (partition, model), dollars in reserved.items():
+        share = config.model(model).budget / partitions
+        assert dollars <= share * (1 + 1e-9), f"{model} on partition {partition}: reserved {dollars} > share {share}"
+    totals: dict[str, float] = {}
+    for (_, model), dollars in reserved.items():
+        totals[model] = totals.get(model, 0.0) + dollars
+    return totals
+
+
+def assert_state_matches(state: dict[str, Any], reserved: dict[str, float]) -> None:
+    """The router's budget state equals the sum of the charged decisions (no completions involved)."""
+    for model, budget in state["budgets"].items():
+        assert budget["spent"] == pytest.approx(reserved.get(model, 0.0), rel=1e-9, abs=1e-12), model

@@ -1,0 +1,100 @@
+"""The stream service against the real Kafka broker: accounting, budgets, weights, bad input.
+
+Run: scripts/kafka.sh start && .venv/bin/python -m pytest tests/integration/test_stream_service.py -v
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streams.config import load_config
+from streams.produce import publish_raw
+from streams.topics import OBSERVATIONS, QUERIES, WEIGHTS
+
+from stream_harness import (
+    RouterProcess,
+    assert_accounting,
+    assert_budgets,
+    assert_state_matches,
+    count_messages,
+    outcomes,
+    produce,
+    random_queries,
+    require_environment,
+    write_config,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _environment() -> None:
+    require_environment()
+
+
+def test_accounting_budgets_and_weights_recovered_after_restart(tmp_path: Path) -> None:
+    path = write_config(tmp_path, partitions=2, n_expected=200)
+    config = load_config(path, {})
+    router = RouterProcess(path, tmp_path / "router.log").start()
+    try:
+        router.wait_ready()
+        first = produce(config, random_queries(240, "a", seed=1, text_every=20))
+        tally = outcomes(config, len(first))
+        assert_accounting(tally, first)
+        reserved = assert_budgets(config, tally)
+        assert_state_matches(router.state(), reserved)
+        phases = {m["phase"] for m in tally.routed_messages}
+        assert phases == {"observation", "learned"}, phases
+        assert count_messages(config, config.topics.name(WEIGHTS)) == 1, "gamma must be learned exactly once"
+        observations = count_messages(config, config.topics.name(OBSERVATIONS))
+        assert observations >= 5  # ceil(0.025 * 200)
+
+        router.stop()
+        router = RouterProcess(path, tmp_path / "router2.log", "restarted router").start()
+        router.wait_ready()
+        second = produce(config, random_queries(60, "b", seed=2))
+        tally = outcomes(config, len(first) + len(second))
+        assert_accounting(tally, first + second)
+        after = [m for m in tally.routed_messages if m["query"]["id"].startswith("b-")]
+        assert after and all(m["phase"] == "learned" and m["weights_version"] == 1 for m in after)
+        assert count_messages(config, config.topics.name(OBSERVATIONS)) == observations, "observed again"
+        assert count_messages(config, config.topics.name(WEIGHTS)) == 1, "solved again after the restart"
+        assert_state_matches(router.state(), assert_budgets(config, tally))
+    finally:
+        router.stop()
+
+
+def test_malformed_input_goes_to_dlq_while_valid_traffic_flows(tmp_path: Path) -> None:
+    path = write_config(tmp_path, partitions=2)
+    config = load_config(path, {})
+    router = RouterProcess(path, tmp_path / "router.log").start()
+    try:
+        router.wait_ready()
+        valid = random_queries(40, "v", seed=3)
+        bad = [
+            (b"x1", b"not json at all"),
+            (b"x2", json.dumps({"id": "x2", "text": 5}).encode()),  # wrong type
+            (b"x3", json.dumps({"text": "no id"}).encode()),  # missing field
+            (b"x4", json.dumps({"id": "x4", "text": "hi", "colour": "red"}).encode()),  # unknown field
+            (b"x5", json.dumps({"id": "x5", "text": "x" * 40_000}).encode()),  # oversize text
+            (b"x6", b'{"id": "x6", "embedding": [NaN, 1.0]}'),  # NaN
+            (b"x7", json.dumps({"id": "x7", "embedding": [0.1] * 10}).encode()),  # wrong dimension
+            (b"x8", b"{" + b" " * 1_000_000 + b"}"),  # a huge message
+            (b"x9", b"\xff\xfe\x00garbage"),  # not UTF-8
+        ]
+        publish_raw(config.kafka.confluent(), config.topics.name(QUERIES),
+                    [(b"v", valid[0].model_dump_json().encode())] + bad)
+        produced = [valid[0].id] + produce(config, valid[1:])
+        tally = outcomes(config, len(produced) + len(bad))
+        assert tally.dlq == len(bad)
+        reasons = {letter["key"]: letter["reason"] for letter in tally.dead_letters}
+        assert set(reasons) == {key.decode() for key, _ in bad}
+        assert "text" in reasons["x2"] and "id" in reasons["x3"] and "colour" in reasons["x4"]
+        assert "finite" in reasons["x6"] or "NaN" in reasons["x6"], reasons["x6"]
+        assert "dimensions" in reasons["x7"] and "exceeds" in reasons["x8"]
+        assert_accounting(tally, produced)
+    finally:
+        router.stop()
