@@ -29,7 +29,8 @@ say() { echo "install-ops-tools: $*" >&2; }
 missing=0
 
 helm_ok() {
-  [[ -x "$CACHE/bin/helm" ]] && "$CACHE/bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"
+  [[ -x "$CACHE/bin/helm" && "$(cat "$CACHE/bin/helm.built" 2>/dev/null)" == "$HELM_VERSION" ]] &&
+    "$CACHE/bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"
 }
 
 install_helm() {
@@ -38,10 +39,19 @@ install_helm() {
   command -v go >/dev/null || { say "Go is needed to build helm from the Go module proxy"; exit 1; }
   say "building helm $HELM_VERSION with go install (first run only; takes a few minutes)"
   mkdir -p "$CACHE/bin" "$CACHE/go"
-  GOBIN="$CACHE/bin" GOPATH="$CACHE/go" GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" \
-    GOFLAGS="-modcacherw" CGO_ENABLED=0 \
-    go install -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+  export GOBIN="$CACHE/bin" GOPATH="$CACHE/go" GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" \
+    GOFLAGS="-modcacherw" CGO_ENABLED=0
+  # As helm's Makefile does: the default Kubernetes version (helm template, lint) is the one of the
+  # client-go it is built with (v0.N.x -> 1.N), else helm assumes an old v1.20.
+  local gomod minor pkg=helm.sh/helm/v3/pkg
+  gomod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  minor="$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod" | head -1)"
+  [[ -n "$minor" ]] || { say "cannot read the client-go version of helm $HELM_VERSION from $gomod"; exit 1; }
+  go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+    -X $pkg/chartutil.k8sVersionMajor=1 -X $pkg/chartutil.k8sVersionMinor=$minor \
+    -X $pkg/lint/rules.k8sVersionMajor=1 -X $pkg/lint/rules.k8sVersionMinor=$minor" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  echo "$HELM_VERSION" >"$CACHE/bin/helm.built"
   helm_ok || { say "helm built but does not report $HELM_VERSION"; exit 1; }
 }
 
