@@ -152,6 +152,20 @@ def dead_letter_reason(reason: str) -> str:
     return OTHER
 
 
+def declare_router_models(models: Sequence[str]) -> None:
+    """Create the routed series of every model and phase at zero, so a model without traffic has
+    series (rates and alerts see 0 instead of no data). Call once when the router starts."""
+    for model in models:
+        for phase in PHASES:
+            ROUTED.labels(model=model, phase=phase)
+
+
+def declare_worker_model(model: str) -> None:
+    """Create a worker's completion and cost series at zero. Call once when the worker starts."""
+    WORKER_COMPLETIONS.labels(model=model)
+    WORKER_COST.labels(model=model)
+
+
 def record_routed(model: str, phase: str, count: int = 1) -> None:
     """Count ``count`` queries routed to ``model`` in ``phase``."""
     ROUTED.labels(model=model, phase=bounded_label(phase, PHASES)).inc(count)

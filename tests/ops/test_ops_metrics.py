@@ -22,6 +22,14 @@ def test_routed_counts_per_model_and_phase() -> None:
     assert value("port_router_routed_total", model="unit-a", phase="learned") == before + 4
 
 
+def test_declared_models_have_zero_series() -> None:
+    m.declare_router_models(["unit-declared"])
+    m.declare_worker_model("unit-declared")
+    assert value("port_router_routed_total", model="unit-declared", phase="observation") == 0
+    assert value("port_router_routed_total", model="unit-declared", phase="learned") == 0
+    assert value("port_router_worker_completions_total", model="unit-declared") == 0
+
+
 def test_unknown_phase_and_reason_become_other() -> None:
     m.record_routed("unit-b", "a free text phase")
     m.record_unserved("because the prompt said so")
