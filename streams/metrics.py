@@ -7,6 +7,17 @@ reason sets, consumer group / topic / partition. Query text, ids and keys never 
 Serving: workers call :func:`serve_metrics` (a plain HTTP server); the Faust router mounts
 :func:`render_metrics` as its ``/metrics`` web view. Consumer lag is read in a background
 thread by :class:`LagMonitor` and exported as ``port_router_consumer_lag_messages``.
+
+Wiring (what the Helm chart, the dashboard and tests/ops/test_ops_prometheus.py expect):
+
+- router: ``/metrics`` page returning :func:`render_metrics`; at start
+  :func:`declare_router_models` and ``LagMonitor(LagReader(kafka.confluent()),
+  group_prefix=topics.prefix).start()`` (the router's and every worker's group share the
+  prefix); per batch :func:`record_routed`, :func:`record_unserved`, :func:`record_dead_letter`,
+  ``DECISION_LATENCY`` and ``EMBEDDING_BATCH_LATENCY``; on a timer :func:`record_budgets`; on new
+  weights :func:`record_weights`; in the optimizer :func:`record_observations`.
+- worker: ``port-router worker --metrics-port N`` calls :func:`serve_metrics` and
+  :func:`declare_worker_model`; per query :func:`record_completion` or :func:`record_worker_error`.
 """
 
 from __future__ import annotations
