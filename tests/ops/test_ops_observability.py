@@ -97,3 +97,13 @@ def test_dockerfile_contract() -> None:
     assert re.search(r"^USER 10001", text, re.M) and "HEALTHCHECK" in text
     assert 'ENTRYPOINT ["port-router"]' in text and "HF_HUB_OFFLINE=1" in text
     assert "--index-url" in text and "python:3.11-slim" in text
+
+
+def test_alerts_fire_when_documented() -> None:
+    """promtool unit tests (tests/ops/data/alerts-test.yaml): each alert fires on synthetic series
+    that match its documented condition, with its annotations, and stays quiet on near misses."""
+    tests = REPO / "tests" / "ops" / "data" / "alerts-test.yaml"
+    result = subprocess.run([tool("promtool"), "test", "rules", tests.name], capture_output=True, text=True,
+                            timeout=120, cwd=tests.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
