@@ -76,11 +76,10 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
     router = Router(engine, budgets, partitions, names, watcher.latest, seed=config.router.seed)
     optimizer = Optimizer(engine, budgets, kafka.confluent(), names.observations, config.topics.name(T.WEIGHTS),
                           watcher)
+    queries_topic = config.topics.name(T.QUERIES)
     table_class = partition_keyed_table_class()
-    spent = app.tables.add(table_class(app, name="spent", default=float, partitions=partitions,
-                                       help="dollars reserved or reconciled per (input partition, model)"))
     decisions = app.tables.add(table_class(app, name="decisions", default=None, partitions=partitions,
-                                           help="the decision per (input partition, query id)"))
+                                           help="decision and charge per (input partition, query id)"))
     stats: Counter = Counter()
 
     def raw_topic(name: str) -> Any:
@@ -93,20 +92,20 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
         for m in messages:
             stats[m.topic] += 1
 
-    @app.agent(raw_topic(config.topics.name(T.QUERIES)))
+    @app.agent(raw_topic(queries_topic))
     async def route(stream: Any) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, watcher.caught_up.wait)
         async for events in stream.take_events(config.router.batch_size, within=config.router.batch_window_s):
             prepared = await loop.run_in_executor(None, router.prepare, [to_record(e) for e in events])
-            emitted, observed = router.decide(prepared, spent, decisions)
+            emitted, observed = router.decide(prepared, decisions)
             await app.producer.flush()  # decisions and reservations reach the changelog first
             await send_all(prepared.dead + observed + emitted)
 
     @app.agent(raw_topic(config.topics.name(T.COMPLETIONS)))
     async def reconcile(stream: Any) -> None:
         async for event in stream.events():
-            await send_all(router.reconcile(to_record(event), spent, decisions))
+            await send_all(router.reconcile(to_record(event), decisions))
 
     @app.agent(raw_topic(names.observations))
     async def optimize(stream: Any) -> None:
@@ -115,10 +114,12 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
             await loop.run_in_executor(None, optimizer.on_observation, event.message.offset)
 
     def budget_report() -> dict[str, dict[str, float]]:
-        totals = {m: 0.0 for m in engine.models}
-        for key, value in spent.items():
-            totals[key.split("/", 1)[1]] += value
+        totals = router.spent_per_model()
         return {m: {"limit": float(b), "spent": totals[m]} for m, b in zip(engine.models, budgets)}
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        router.on_assigned({tp.partition for tp in assigned if tp.topic == queries_topic})
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
@@ -133,7 +134,7 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
     async def state(web: Any, request: Any) -> Any:
         weights = watcher.latest()
         return web.json({"budgets": budget_report(), "weights_version": None if weights is None else weights.version,
-                         "sent": dict(stats), "partitions": sorted({key_partition(k) for k in spent.keys()})})
+                         "sent": dict(stats), "partitions": sorted(router.held or [])})
 
     @app.timer(10.0)
     async def report() -> None:

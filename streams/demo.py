@@ -102,7 +102,7 @@ def print_table(config: ServiceConfig, tally: OutcomeTally, state: dict[str, Any
         table.add_row(model.name, str(tally.routed.get(model.name, 0)), str(tally.completed.get(model.name, 0)),
                       f"{quality:.0f}", f"{cost:.5f}", f"{quality / cost:.0f}" if cost else "-",
                       f"{budget.get('limit', 0):.4f}", f"{budget.get('spent', 0):.5f}")
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     console.print(table)
     console.print(f"produced {tally.produced}, routed {sum(tally.routed.values())}, unserved {tally.unserved} "
                   f"{dict(tally.unserved_reasons)}, dlq {tally.dlq}, weights version {state.get('weights_version')}")

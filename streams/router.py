@@ -1,10 +1,14 @@
 """The router's per-batch work, independent of Faust: validate, embed, estimate, decide, reserve.
 
 ``prepare`` is pure (safe to run in a worker thread: parsing, embedding, estimation);
-``decide`` and ``reconcile`` mutate the two state mappings (Faust Tables in the service)
-and return the messages to send. State keys start with the input partition
-(``"<partition>/<model>"`` for spent dollars, ``"<partition>/<query id>"`` for decisions),
-so each partition owns its budget share B_i / P and its decisions.
+``decide`` and ``reconcile`` write the decisions mapping (a changelog-backed Faust Table in
+the service) and return the messages to send. Each decision record carries its charge
+(the reserved estimate, replaced by the actual cost once reconciled), so one record per
+query is the whole budget state of that query: a crash can never persist a charge without
+its decision or the reverse. The dollars spent per (partition, model) are the sum of those
+charges, kept in memory and rebuilt from the table after every rebalance. Keys start with
+the input partition (``"<partition>/<query id>"``), so each partition owns its decisions and
+its budget share B_i / P.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, MutableMapping, Sequence
+from typing import Callable, Mapping, MutableMapping, Sequence
 
 import numpy as np
 from pydantic import ValidationError
@@ -78,6 +82,12 @@ def key_partition(key: str) -> int:
     return int(key.split("/", 1)[0])
 
 
+def charge(decision: Mapping[str, object]) -> float:
+    """Dollars a decision record charges: the actual cost once reconciled, else the reservation."""
+    actual = decision.get("actual")
+    return float(actual if actual is not None else decision["reserved"])  # type: ignore[arg-type]
+
+
 def dead_letter(topic: str, record: Record, reason: str) -> Outgoing:
     """A DLQ message for ``record`` that failed for ``reason``."""
     raw = record.value or b""
@@ -107,6 +117,41 @@ class Router:
         self.topics = topics
         self.weights = weights
         self.rng = np.random.default_rng(seed)
+        self.spent: dict[str, float] = {}  # "<partition>/<model>" -> dollars charged
+        self.stale = True  # rebuild ``spent`` from the decisions before the next batch
+        self.held: set[int] | None = None  # input partitions assigned to this process (None: all)
+
+    def on_assigned(self, partitions: set[int]) -> None:
+        """The input partitions this process now holds; the spend is rebuilt before the next batch."""
+        self.held = partitions
+        self.stale = True
+
+    # -- budget state derived from the decisions ------------------------------------------
+    def rebuild(self, decisions: Mapping[str, dict]) -> None:
+        """Recompute the dollars spent per (partition, model) from the decision records."""
+        spent: dict[str, float] = {}
+        for key, decision in decisions.items():
+            if self.held is not None and key_partition(key) not in self.held:
+                continue  # left behind in memory by a partition this process no longer holds
+            if decision and decision.get("model") is not None:
+                budget_key = state_key(key_partition(key), decision["model"])
+                spent[budget_key] = spent.get(budget_key, 0.0) + charge(decision)
+        self.spent = spent
+        self.stale = False
+        log.info("budget state rebuilt from %d decision records: %d (partition, model) entries",
+                 len(decisions), len(spent))
+
+    def charge_to(self, partition: int, model: str, dollars: float) -> None:
+        """Add ``dollars`` (may be negative, when reconciling) to the spend of ``model`` in ``partition``."""
+        key = state_key(partition, model)
+        self.spent[key] = self.spent.get(key, 0.0) + dollars
+
+    def spent_per_model(self) -> dict[str, float]:
+        """Dollars spent per model over the partitions this process holds state for."""
+        totals = {m: 0.0 for m in self.models}
+        for key, dollars in self.spent.items():
+            totals[key.split("/", 1)[1]] += dollars
+        return totals
 
     # -- validation, embedding, estimation (no state) ---------------------------------------
     def parse(self, record: Record) -> QueryEvent | str:
@@ -154,17 +199,18 @@ class Router:
         return vectors
 
     # -- decisions (mutate state) ---------------------------------------------------------
-    def remaining(self, spent: MutableMapping[str, float], partition: int) -> np.ndarray:
+    def remaining(self, partition: int) -> np.ndarray:
         """Dollars left of each model's share in ``partition``."""
-        return self.share - np.array([spent.get(state_key(partition, m), 0.0) or 0.0 for m in self.models])
+        return self.share - np.array([self.spent.get(state_key(partition, m), 0.0) for m in self.models])
 
-    def decide(self, batch: Prepared, spent: MutableMapping[str, float],
-               decisions: MutableMapping[str, dict]) -> tuple[list[Outgoing], list[Outgoing]]:
-        """Decide every new query of the batch and record decisions and reservations in the state.
+    def decide(self, batch: Prepared, decisions: MutableMapping[str, dict]) -> tuple[list[Outgoing], list[Outgoing]]:
+        """Decide every new query of the batch and record each decision with its reservation.
 
         Returns (decision messages, observation messages). A query id decided before gets its
         stored decision re-emitted, with no new charge.
         """
+        if self.stale:
+            self.rebuild(decisions)
         weights = self.weights()
         gamma = self.gamma_of(weights)
         emitted: list[Outgoing] = []
@@ -182,7 +228,7 @@ class Router:
         for partition, rows in by_partition.items():
             rows = self.first_of_each_id(batch.queries, rows)
             est = Estimates(batch.estimates.quality[rows], batch.estimates.cost[rows])  # type: ignore[union-attr]
-            remaining = self.remaining(spent, partition)
+            remaining = self.remaining(partition)
             if gamma is None:
                 choices = self.engine.observation_choices(est, remaining, self.rng)
                 scores = np.full(len(rows), np.nan)
@@ -197,8 +243,7 @@ class Router:
                                                     remaining, phase, weights)
                 if model is not None:
                     remaining[self.models.index(model)] -= cost
-                    key = state_key(partition, model)
-                    spent[key] = (spent.get(key, 0.0) or 0.0) + cost
+                    self.charge_to(partition, model, cost)
                 decisions[state_key(partition, query.id)] = {
                     "topic": message.topic, "value": message.value.decode(), "model": model,
                     "reserved": cost, "actual": None,
@@ -257,8 +302,7 @@ class Router:
                                  phase=phase, weights_version=version, decided_at=now)
         return Outgoing(self.topics.unserved, query.id, unserved.model_dump_json().encode()), 0.0, None
 
-    def reconcile(self, record: Record, spent: MutableMapping[str, float],
-                  decisions: MutableMapping[str, dict]) -> list[Outgoing]:
+    def reconcile(self, record: Record, decisions: MutableMapping[str, dict]) -> list[Outgoing]:
         """Replace a reservation by the actual cost of a completion (once per query); DLQ if invalid."""
         try:
             completion = Completion.model_validate_json(record.value or b"")
@@ -272,7 +316,7 @@ class Router:
             return []
         if decision["actual"] is not None:
             return []
-        budget_key = state_key(record.partition, completion.model)
-        spent[budget_key] = (spent.get(budget_key, 0.0) or 0.0) + completion.cost - decision["reserved"]
         decisions[key] = {**decision, "actual": completion.cost}
+        if not self.stale:
+            self.charge_to(record.partition, completion.model, completion.cost - decision["reserved"])
         return []

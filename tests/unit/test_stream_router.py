@@ -1,0 +1,94 @@
+"""The router's decisions without Kafka: one decision per query id, budget shares, reconciliation.
+
+A tiny fake engine stands in for router_core here only; the integration tests use the real one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from router_core.estimator import Estimates
+from schemas import QueryEvent
+from streams.router import Record, Router, TopicNames
+
+
+class FakeEngine:
+    """Two models; model 0 costs 1.0 and model 1 costs 2.0 per query; always picks model 1 when it can."""
+
+    models = ("m0", "m1")
+    dimension = 2
+
+    def estimate(self, embeddings: np.ndarray) -> Estimates:
+        n = len(embeddings)
+        return Estimates(np.full((n, 2), 0.5), np.tile([1.0, 2.0], (n, 1)))
+
+    def embed(self, texts):  # noqa: ANN001, ANN201
+        return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2)
+
+    def learned_choices(self, est: Estimates, gamma: np.ndarray, remaining: np.ndarray):  # noqa: ANN201
+        choices = []
+        left = remaining.copy()
+        for row in range(len(est)):
+            pick = next((m for m in (1, 0) if est.cost[row, m] <= left[m]), -1)
+            if pick >= 0:
+                left[pick] -= est.cost[row, pick]
+            choices.append(pick)
+        return np.array(choices), np.ones(len(est))
+
+
+class Weights:
+    version = 1
+    models = ["m0", "m1"]
+    gamma = [0.0, 0.0]
+
+
+def router(budgets: tuple[float, float] = (4.0, 8.0), partitions: int = 2) -> Router:
+    topics = TopicNames("obs", "unserved", "dlq", {"m0": "routed.m0", "m1": "routed.m1"})
+    return Router(FakeEngine(), np.array(budgets), partitions, topics, lambda: Weights())  # type: ignore[arg-type]
+
+
+def record(query_id: str, partition: int = 0, offset: int = 0, value: bytes | None = None) -> Record:
+    if value is None:
+        value = QueryEvent(id=query_id, embedding=[1.0, 0.0]).model_dump_json().encode()
+    return Record("queries", partition, offset, query_id.encode(), value)
+
+
+def test_budget_share_per_partition_is_never_exceeded() -> None:
+    r, decisions = router(), {}
+    emitted, _ = r.decide(r.prepare([record(f"q{i}", partition=0, offset=i) for i in range(6)]), decisions)
+    topics = [m.topic for m in emitted]
+    # partition 0 owns half of each budget: m1 4.0 (two queries), m0 2.0 (two queries), then none
+    assert topics == ["routed.m1"] * 2 + ["routed.m0"] * 2 + ["unserved"] * 2
+    assert r.spent == {"0/m1": 4.0, "0/m0": 2.0}
+    assert json.loads(emitted[-1].value)["reason"] == "no-budget"
+
+
+def test_a_redelivered_query_gets_its_decision_again_without_a_new_charge() -> None:
+    r, decisions = router(), {}
+    first, _ = r.decide(r.prepare([record("q1")]), decisions)
+    again, _ = r.decide(r.prepare([record("q1"), record("q1")]), decisions)
+    assert [m.value for m in again] == [first[0].value] * 2
+    assert r.spent == {"0/m1": 2.0}
+
+
+def test_reconcile_replaces_the_reservation_once_and_rebuild_agrees() -> None:
+    r, decisions = router(), {}
+    r.decide(r.prepare([record("q1", partition=1)]), decisions)
+    completion = json.dumps({"query_id": "q1", "model": "m1", "partition": 1, "cost": 0.5, "latency_s": 0.1,
+                             "worker": "w", "completed_at": 1.0}).encode()
+    for _ in range(2):
+        assert r.reconcile(Record("completions", 1, 0, b"q1", completion), decisions) == []
+    assert r.spent == {"1/m1": 0.5}
+    r.rebuild(decisions)
+    assert r.spent == {"1/m1": 0.5}
+
+
+def test_invalid_records_become_dead_letters_with_reasons() -> None:
+    r = router()
+    batch = r.prepare([record("a", value=b"nope"), record("b", value=b'{"id": "b", "embedding": [1, 2, 3]}'),
+                       record("c", value=b'{"id": "c", "embedding": [0, 0]}'), record("d")])
+    reasons = [json.loads(m.value)["reason"] for m in batch.dead]
+    assert len(reasons) == 3 and "dimensions" in reasons[1] and "zeros" in reasons[2]
+    assert [q.id for q in batch.queries] == ["d"]
