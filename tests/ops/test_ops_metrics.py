@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from types import SimpleNamespace
 
@@ -215,3 +216,42 @@ def test_lag_settings_from_arguments(tmp_path) -> None:
     assert args.group == ["a", "b"] and not args.watch
     args = SimpleNamespace(config=None, bootstrap_servers=None, prefix="port.")
     assert kafka_settings(args) == ({"bootstrap.servers": "127.0.0.1:9092"}, "port.")
+
+
+def test_lag_watch_refreshes_survives_errors_and_stops_on_ctrl_c(monkeypatch, capsys) -> None:
+    import argparse
+
+    from streams import lag
+
+    reads = iter([[m.PartitionLag("g", "t", 0, 1, 0, 5)], RuntimeError("broker hiccup"),
+                  [m.PartitionLag("g", "t", 0, 4, 0, 5)]])
+
+    class ScriptedReader:
+        def __init__(self, conf: dict, timeout: float) -> None:
+            self.conf = conf
+
+        def groups(self, prefix: str = "") -> list[str]:
+            return ["g"]
+
+        def read(self, groups: list[str]) -> list[m.PartitionLag]:
+            step = next(reads)
+            if isinstance(step, Exception):
+                raise step
+            return step
+
+    sleeps = []
+
+    def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 3:  # after the error and the second table
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(lag, "LagReader", ScriptedReader)
+    monkeypatch.setattr(lag.time, "sleep", fake_sleep)
+    parser = argparse.ArgumentParser()
+    lag.add_arguments(parser)
+    assert lag.run(parser.parse_args(["--watch", "--interval", "0.5"])) == 0
+    assert sleeps == [0.5] * 3
+    out = capsys.readouterr().out
+    assert "broker hiccup" in out
+    assert re.search(r"│\s+0\s+│\s+4\s+│\s+5\s+│\s+1\s+│", out), out
