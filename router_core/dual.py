@@ -50,11 +50,18 @@ def solve_lbfgsb(quality: np.ndarray, cost: np.ndarray, budgets: np.ndarray, eps
 
 
 def solve_lp(quality: np.ndarray, cost: np.ndarray, budgets: np.ndarray, eps: float, alpha: float,
-             skip: bool = True, upper: float | None = None) -> DualSolution:
-    """The exact minimum of F by linear programming with HiGHS (``upper`` bounds gamma if given)."""
+             skip: bool = True) -> DualSolution:
+    """The exact minimum of F by linear programming with HiGHS.
+
+    Without the skip option F is unbounded below when a budget is zero (gamma_i can grow
+    for free), so gamma is then capped where model i could never win a query anyway.
+    """
     n, m = quality.shape
     if n == 0:
         return DualSolution(np.zeros(m), 0.0, "lp", 0)
+    budgets = np.maximum(budgets, 0.0)
+    positive = cost[cost > 0]
+    upper = None if skip or positive.size == 0 else 10.0 * alpha * max(float(quality.max()), 1.0) / positive.min()
     # Variables: gamma (m), then u (n). Constraint rows: one per (j, i): -g_ij gamma_i - u_j <= -alpha d_ij.
     rows = np.arange(n * m)
     j_of_row = np.repeat(np.arange(n), m)

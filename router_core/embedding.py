@@ -62,25 +62,30 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def embed_cached(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
-        """``embed`` through the on-disk cache, keyed by the model, its settings and the texts."""
+        """``embed`` through the on-disk cache: one store per model and settings, keyed by text hash.
+
+        Only texts the store lacks are embedded, so subsets and re-orderings of cached
+        texts (another split of the same data) cost nothing.
+        """
         if self.params.cache_dir is None:
             return self.embed(texts, show_progress)
-        path = Path(self.params.cache_dir) / f"{self._cache_key(texts)}.npy"
+        path = Path(self.params.cache_dir) / f"{self._store_name()}.npz"
+        keys = [hashlib.sha256(t.encode()).hexdigest()[:32] for t in texts]
+        store: dict[str, np.ndarray] = {}
         if path.exists():
-            cached = np.load(path)
-            if cached.shape == (len(texts), self.dimension):
-                log.info("embeddings of %d texts read from cache %s", len(texts), path)
-                return cached
-        vectors = self.embed(texts, show_progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, vectors)
-        tmp.replace(path)
-        return vectors
+            with np.load(path) as saved:
+                store = dict(zip(saved["keys"].tolist(), saved["vectors"]))
+        missing = sorted({k: t for k, t in zip(keys, texts) if k not in store}.items())
+        if missing:
+            fresh = self.embed([t for _, t in missing], show_progress)
+            store.update(zip((k for k, _ in missing), fresh))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp.npz")
+            np.savez(tmp, keys=np.array(list(store)), vectors=np.stack(list(store.values())))
+            tmp.replace(path)
+        log.info("embeddings: %d texts, %d from cache %s", len(texts), len(texts) - len(missing), path)
+        return np.stack([store[k] for k in keys]).astype(np.float32, copy=False)
 
-    def _cache_key(self, texts: Sequence[str]) -> str:
-        digest = hashlib.sha256()
-        digest.update(f"{self.params.model}|{self.params.overflow}|{self._model.max_seq_length}".encode())
-        for text in texts:
-            digest.update(hashlib.sha256(text.encode()).digest())
-        return digest.hexdigest()[:24]
+    def _store_name(self) -> str:
+        settings = f"{self.params.model}|{self.params.overflow}|{self._model.max_seq_length}"
+        return hashlib.sha256(settings.encode()).hexdigest()[:16]

@@ -59,9 +59,6 @@ class Policy(ABC):
     def choose(self, j: int, remaining: np.ndarray) -> int:
         """The model for query ``j`` (or ``SKIP``), given each model's remaining budget."""
 
-    def settled(self, j: int, model: int, served: bool) -> None:
-        """Told after the evaluator has accounted query ``j`` (default: nothing)."""
-
 
 PolicyFactory = Callable[[PortParams], Policy]
 REGISTRY: dict[str, PolicyFactory] = {}

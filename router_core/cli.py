@@ -1,0 +1,137 @@
+"""The offline subcommands of ``port-router``: ``bench`` and ``index build``.
+
+``streams.cli`` owns the top-level parser and calls :func:`register`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+
+from router_core.datasets import default_data_paths
+from router_core.params import EmbeddingParams, IndexParams, PortParams
+
+log = logging.getLogger(__name__)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", nargs="+", type=Path, default=None,
+                        help="history files or directories (default: $PORT_ROUTER_DATA, else the example subset)")
+    parser.add_argument("--embedding-model", default=EmbeddingParams().model)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``bench`` and ``index`` to the ``port-router`` parser."""
+    defaults = PortParams()
+    bench = subparsers.add_parser("bench", help="offline evaluation of PORT and the baselines on routing data")
+    _add_common(bench)
+    bench.add_argument("--k", type=int, default=defaults.k, help="neighbours per estimate")
+    bench.add_argument("--n-test", type=int, default=1000)
+    bench.add_argument("--seeds", type=_ints, default=(42, 43))
+    bench.add_argument("--budget-factors", type=_floats, default=(0.5, 1.0, 2.0))
+    bench.add_argument("--splits", type=_names, default=("weighted", "uniform"),
+                       help="weighted, cost, perf, uniform, extreme[:k], random")
+    bench.add_argument("--methods", type=_names, default=None, help="comma-separated policy names (default: all)")
+    bench.add_argument("--eps", type=float, default=defaults.eps)
+    bench.add_argument("--alpha", type=float, default=defaults.alpha)
+    bench.add_argument("--accounting", choices=("oracle", "reserve"), default="oracle")
+    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                       help="override a PORT switch of the 'port' policy, e.g. --set resolve_every=0")
+    bench.add_argument("--json", type=Path, default=None, help="write every result row to this JSON file")
+    bench.add_argument("--plot", type=Path, default=None, help="write a PNG of performance and throughput")
+    bench.set_defaults(handler=run_bench)
+
+    index = subparsers.add_parser("index", help="the HNSW index over the history")
+    index_commands = index.add_subparsers(dest="index_command", required=True)
+    build = index_commands.add_parser("build", help="embed the history and build and save its index")
+    _add_common(build)
+    build.add_argument("--out", type=Path, required=True, help="directory for index.bin and manifest.json")
+    build.add_argument("--m", type=int, default=IndexParams().m)
+    build.add_argument("--ef-construction", type=int, default=IndexParams().ef_construction)
+    build.set_defaults(handler=run_index_build)
+
+
+def _port_params(args: argparse.Namespace) -> PortParams:
+    values: dict[str, object] = {"eps": args.eps, "alpha": args.alpha, "k": args.k}
+    for item in args.overrides:
+        name, _, value = item.partition("=")
+        values[name] = value
+    return PortParams.model_validate(values)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """``port-router bench``: replay the grid, print tables, write JSON and plot if asked."""
+    from router_core.embedding import Embedder
+    from router_core.evaluation.experiment import BenchSettings, prepare_seed, run_seed
+    from router_core.evaluation.report import render_tables, write_json, write_plot
+    from router_core.history import load_history
+    from router_core.policies import REGISTRY
+
+    console = Console()
+    params = _port_params(args)
+    methods = args.methods or BenchSettings().methods
+    unknown = [m for m in methods if m not in REGISTRY]
+    if unknown:
+        console.print(f"[red]unknown method(s): {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}")
+        return 2
+    settings = BenchSettings(n_test=args.n_test, seeds=args.seeds, budget_factors=args.budget_factors,
+                             splits=args.splits, methods=methods, accounting=args.accounting)
+    data, report = load_history(args.data or default_data_paths())
+    console.print(f"data: {report.summary()}; {len(data.models)} models")
+    embedder = Embedder(EmbeddingParams(model=args.embedding_model))
+    rows: list[dict] = []
+    runs = len(settings.seeds) * len(settings.splits) * len(settings.budget_factors) * len(methods)
+    started = time.perf_counter()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("replaying", total=runs)
+        for seed in settings.seeds:
+            progress.update(task, description=f"seed {seed}: embedding and indexing")
+            prepared = prepare_seed(data, embedder, IndexParams(), settings.n_test, params.k, seed)
+            for row in run_seed(prepared, settings, params):
+                rows.append(row)
+                progress.update(task, advance=1, description=f"seed {seed}: {row['split']} x{row['budget_factor']} "
+                                                             f"{row['method']}")
+    console.print(f"{runs} runs in {time.perf_counter() - started:.1f}s ({settings.accounting} accounting, "
+                  f"port switches: {params.model_dump(exclude={'eps', 'alpha', 'k', 'n_expected'})})")
+    render_tables(rows, console)
+    if args.json:
+        write_json(rows, args.json)
+        console.print(f"rows written to {args.json}")
+    if args.plot:
+        write_plot(rows, args.plot)
+        console.print(f"plot written to {args.plot}")
+    return 0
+
+
+def run_index_build(args: argparse.Namespace) -> int:
+    """``port-router index build``: embed the history and save its index with a manifest."""
+    from router_core.embedding import Embedder
+    from router_core.engine import build_index
+    from router_core.history import load_history
+
+    data, report = load_history(args.data or default_data_paths())
+    log.info("data: %s", report.summary())
+    embedder = Embedder(EmbeddingParams(model=args.embedding_model))
+    index = build_index(data, embedder, IndexParams(m=args.m, ef_construction=args.ef_construction),
+                        show_progress=True)
+    index.save(args.out)
+    Console().print(f"index of {index.manifest.count} queries ({index.manifest.dimension} dims, "
+                    f"{len(index.manifest.shared_prefixes)} shared templates stripped) saved to {args.out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Offline evaluation: budget splits, the replay evaluator and the ``bench`` experiment."""

@@ -1,0 +1,125 @@
+"""The offline experiment: split the data, estimate the test stream, replay every method.
+
+Protocol (docs/EVALUATION.md): for each seed, a test stream of ``n_test`` queries is drawn
+with ``random.Random(seed)`` (the draw order is the arrival order), the rest is the history.
+The history alone is embedded, indexed and used for budget weights; the total budget is
+``factor`` x the cheapest model's total true cost over the test stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from router_core.embedding import Embedder
+from router_core.engine import build_index
+from router_core.estimator import Estimates, Estimator, neighbour_means
+from router_core.evaluation.replay import Accounting, replay
+from router_core.evaluation.splits import split_budget
+from router_core.history import History
+from router_core.params import IndexParams, PortParams
+from router_core.policies import Stream, create_policy
+from router_core.policies.offline import Opt
+from router_core.prompts import SharedPrefixes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """One bench invocation's grid and parameters."""
+
+    n_test: int = 1000
+    seeds: tuple[int, ...] = (42, 43)
+    budget_factors: tuple[float, ...] = (0.5, 1.0, 2.0)
+    splits: tuple[str, ...] = ("weighted", "uniform")
+    methods: tuple[str, ...] = ("port", "port-paper", "random", "greedy-perf", "greedy-cost", "knn-perf",
+                                "knn-cost", "batchsplit", "opt-estimated", "opt")
+    accounting: Accounting = "oracle"
+
+
+@dataclass(frozen=True)
+class PreparedSeed:
+    """A seed's split with every estimate the methods need (budgets are added per setting)."""
+
+    seed: int
+    estimates: Estimates
+    exact_estimates: Estimates
+    history_estimates: Estimates
+    true_quality: np.ndarray
+    true_cost: np.ndarray
+    mean_quality: np.ndarray
+    mean_cost: np.ndarray
+    cost_scale: float
+
+    def stream(self, budgets: np.ndarray) -> Stream:
+        return Stream(self.estimates, self.exact_estimates, self.history_estimates, self.true_quality,
+                      self.true_cost, budgets, self.cost_scale)
+
+
+def split_rows(n: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Test rows (in arrival order) and history rows for ``seed``."""
+    if not 0 < n_test < n:
+        raise ValueError(f"n_test={n_test} must be between 1 and {n - 1} (the data has {n} queries)")
+    test = np.array(random.Random(seed).sample(range(n), n_test), dtype=np.int64)
+    history = np.setdiff1d(np.arange(n), test)
+    return test, history
+
+
+def exact_knn_estimates(queries: np.ndarray, base: np.ndarray, quality: np.ndarray, cost: np.ndarray,
+                        k: int) -> Estimates:
+    """Neighbour means over the exact cosine k nearest neighbours (vectors are unit length)."""
+    sims = queries @ base.T
+    labels = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    return neighbour_means(labels, quality, cost)
+
+
+def prepare_seed(data: History, embedder: Embedder, index_params: IndexParams, n_test: int, k: int,
+                 seed: int) -> PreparedSeed:
+    """Split, embed and index the history, and estimate the test stream three ways."""
+    test_rows, history_rows = split_rows(len(data), n_test, seed)
+    history, test = data.subset(history_rows), data.subset(test_rows)
+    index = build_index(history, embedder, index_params)
+    estimator = Estimator(index, history.quality, history.cost, k)
+    prefixes = SharedPrefixes(index.manifest.shared_prefixes)
+    test_vectors = embedder.embed_cached(prefixes.strip_all(test.prompts))
+    return PreparedSeed(
+        seed=seed,
+        estimates=estimator.estimate(test_vectors),
+        exact_estimates=exact_knn_estimates(test_vectors, index.vectors(), history.quality, history.cost, k),
+        history_estimates=estimator.estimate_history(),
+        true_quality=test.quality,
+        true_cost=test.cost,
+        mean_quality=history.quality.mean(axis=0),
+        mean_cost=history.cost.mean(axis=0),
+        cost_scale=float(history.cost.mean()),
+    )
+
+
+def run_seed(prepared: PreparedSeed, settings: BenchSettings, params: PortParams) -> Iterator[dict]:
+    """Replay every (split, factor, method) of the grid on one prepared seed; yield result rows."""
+    cheapest_total = float(prepared.true_cost.sum(axis=0).min())
+    policy_params = params.model_copy(update={"n_expected": settings.n_test})
+    for split in settings.splits:
+        for factor in settings.budget_factors:
+            budgets = split_budget(split, factor * cheapest_total, prepared.mean_quality, prepared.mean_cost,
+                                   np.random.default_rng(prepared.seed))
+            stream = prepared.stream(budgets)
+            for method in settings.methods:
+                policy = create_policy(method, policy_params)
+                result = replay(policy, stream, np.random.default_rng(prepared.seed), settings.accounting)
+                if np.any(result.spent > budgets * (1 + 1e-9)):
+                    raise AssertionError(f"{method} overspent a budget: {result.spent} > {budgets}")
+                row = {
+                    "method": method, "split": split, "budget_factor": factor, "seed": prepared.seed,
+                    "n_test": settings.n_test, "budget_total": float(budgets.sum()),
+                    "performance": result.performance, "cost": result.cost, "ppc": result.ppc,
+                    "throughput": result.throughput, "accounting": settings.accounting,
+                }
+                if isinstance(policy, Opt):
+                    row["lp_bound"] = policy.lp_bound
+                yield row

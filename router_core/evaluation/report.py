@@ -1,0 +1,79 @@
+"""Summaries of bench rows: mean +- std tables, the JSON file and the plot."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+METRICS = ("performance", "cost", "ppc", "throughput")
+
+
+def group_rows(rows: Sequence[dict]) -> dict[tuple[str, float], dict[str, list[dict]]]:
+    """Rows grouped by (split, budget factor), then by method, in first-seen order."""
+    groups: dict[tuple[str, float], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        groups[(row["split"], row["budget_factor"])][row["method"]].append(row)
+    return groups
+
+
+def mean_std(rows: Sequence[dict], key: str) -> tuple[float, float]:
+    """Mean and (population) standard deviation of ``key`` over ``rows``."""
+    values = np.array([r[key] for r in rows], dtype=np.float64)
+    return float(values.mean()), float(values.std())
+
+
+def render_tables(rows: Sequence[dict], console: Console) -> None:
+    """One table per (split, budget factor): every method's metrics, mean +- std over seeds."""
+    for (split, factor), by_method in group_rows(rows).items():
+        seeds = sorted({r["seed"] for r in rows})
+        table = Table(title=f"split={split}  budget factor={factor}  seeds={','.join(map(str, seeds))}")
+        table.add_column("method")
+        for metric in METRICS:
+            table.add_column(metric, justify="right")
+        for method, method_rows in by_method.items():
+            cells = []
+            for metric in METRICS:
+                mean, std = mean_std(method_rows, metric)
+                cells.append(f"{mean:.3g} ± {std:.2g}" if metric in ("cost", "ppc") else f"{mean:.1f} ± {std:.1f}")
+            if "lp_bound" in method_rows[0]:
+                cells[0] += f" (LP {mean_std(method_rows, 'lp_bound')[0]:.1f})"
+            table.add_row(method, *cells)
+        console.print(table)
+
+
+def write_json(rows: Sequence[dict], path: Path) -> None:
+    """All rows as a JSON list."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(list(rows), indent=1))
+
+
+def write_plot(rows: Sequence[dict], path: Path) -> None:
+    """PNG: performance and throughput per method against the budget factor, one column per split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    fig, axes = plt.subplots(2, len(splits), figsize=(6 * len(splits), 8), squeeze=False)
+    for col, split in enumerate(splits):
+        split_rows = [r for r in rows if r["split"] == split]
+        for method in dict.fromkeys(r["method"] for r in split_rows):
+            factors = sorted({r["budget_factor"] for r in split_rows if r["method"] == method})
+            for row_index, metric in enumerate(("performance", "throughput")):
+                means = [mean_std([r for r in split_rows if r["method"] == method and r["budget_factor"] == f],
+                                  metric)[0] for f in factors]
+                axes[row_index][col].plot(factors, means, marker="o", label=method)
+                axes[row_index][col].set_title(f"{metric} ({split})")
+                axes[row_index][col].set_xlabel("budget factor")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
