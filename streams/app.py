@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
 from router_core.engine import RoutingEngine
+from streams import metrics, telemetry
 from streams import topics as T
 from streams.config import ServiceConfig, topic_name
 from streams.data import budgets_in_order
@@ -97,8 +99,10 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, watcher.caught_up.wait)
         async for events in stream.take_events(config.router.batch_size, within=config.router.batch_window_s):
+            started = time.perf_counter()
             prepared = await loop.run_in_executor(None, router.prepare, [to_record(e) for e in events])
             emitted, observed = router.decide(prepared, decisions)
+            telemetry.record_batch(prepared, emitted, time.perf_counter() - started)
             await app.producer.flush()  # decisions and reservations reach the changelog first
             await send_all(prepared.dead + observed + emitted)
 
@@ -111,6 +115,7 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
     async def optimize(stream: Any) -> None:
         loop = asyncio.get_running_loop()
         async for event in stream.events():
+            metrics.record_observations(event.message.offset + 1, optimizer.target)
             await loop.run_in_executor(None, optimizer.on_observation, event.message.offset)
 
     def budget_report() -> dict[str, dict[str, float]]:
@@ -136,6 +141,15 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
         return web.json({"budgets": budget_report(), "weights_version": None if weights is None else weights.version,
                          "sent": dict(stats), "partitions": sorted(router.held or [])})
 
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        body, content_type = metrics.render_metrics()
+        return web.bytes(body, headers={"Content-Type": content_type})
+
+    @app.timer(5.0)
+    async def export_state() -> None:
+        telemetry.record_state(router, watcher.latest())
+
     @app.timer(10.0)
     async def report() -> None:
         burn = {m: round(v["spent"] / v["limit"], 3) if v["limit"] else None for m, v in budget_report().items()}
@@ -143,8 +157,9 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
                  dict(stats), watcher.describe(), burn)
 
     @app.task
-    async def follow_weights() -> None:
+    async def start_background() -> None:
         watcher.start()
+        telemetry.start(router, kafka.confluent(), config.topics.prefix)
 
     return app
 

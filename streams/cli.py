@@ -94,6 +94,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         backend = ReplayBackend(history, args.model)
     else:
         backend = OpenAIBackend(config.model(args.model))
+    if args.metrics_port:
+        from streams.metrics import serve_metrics
+
+        serve_metrics(args.metrics_port)
     Worker(config, args.model, backend, app_id(config)).run(max_idle=args.max_idle)
     return 0
 
@@ -168,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--model", required=True)
     worker.add_argument("--backend", choices=["replay", "openai"], default="replay")
     worker.add_argument("--max-idle", type=float, default=None, help="exit after this many idle seconds")
+    worker.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus /metrics on this port")
     worker.set_defaults(handler=cmd_worker)
 
     demo = _with_config(sub.add_parser("demo", help="end-to-end demo on a local broker"))

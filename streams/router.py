@@ -50,6 +50,7 @@ class Outgoing:
     key: str | None
     value: bytes
     partition: int | None = None
+    label: tuple[str, str] | None = None  # a new decision: ("routed", model/phase) or ("unserved", reason)
 
 
 @dataclass
@@ -60,6 +61,8 @@ class Prepared:
     queries: list[QueryEvent] = field(default_factory=list)
     estimates: Estimates | None = None
     dead: list[Outgoing] = field(default_factory=list)
+    dead_reasons: list[str] = field(default_factory=list)
+    embed_seconds: float | None = None  # time spent embedding texts (None: all carried embeddings)
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,37 @@ def key_partition(key: str) -> int:
     return int(key.split("/", 1)[0])
 
 
-def charge(decision: Mapping[str, object]) -> float:
-    """Dollars a decision record charges: the actual cost once reconciled, else the reservation."""
-    actual = decision.get("actual")
-    return float(actual if actual is not None else decision["reserved"])  # type: ignore[arg-type]
+class Ledger:
+    """Dollars per ``"<partition>/<model>"``: reserved (estimates awaiting a completion) and settled
+    (actual costs of completed queries). A derived view of the decision records."""
+
+    def __init__(self) -> None:
+        self.reserved: dict[str, float] = {}
+        self.settled: dict[str, float] = {}
+
+    def reserve(self, key: str, dollars: float) -> None:
+        """Hold ``dollars`` for a routed query."""
+        self.reserved[key] = self.reserved.get(key, 0.0) + dollars
+
+    def settle(self, key: str, reserved: float, actual: float) -> None:
+        """Replace a reservation by the actual cost."""
+        self.reserved[key] = self.reserved.get(key, 0.0) - reserved
+        self.settled[key] = self.settled.get(key, 0.0) + actual
+
+    def add_record(self, key: str, decision: Mapping[str, object]) -> None:
+        """Account for one stored decision record (when rebuilding)."""
+        if decision.get("actual") is None:
+            self.reserve(key, float(decision["reserved"]))  # type: ignore[arg-type]
+        else:
+            self.settled[key] = self.settled.get(key, 0.0) + float(decision["actual"])  # type: ignore[arg-type]
+
+    def spent(self, key: str) -> float:
+        """Reserved plus settled dollars of ``key``."""
+        return self.reserved.get(key, 0.0) + self.settled.get(key, 0.0)
+
+    def keys(self) -> set[str]:
+        """Every (partition, model) key with a charge."""
+        return set(self.reserved) | set(self.settled)
 
 
 def dead_letter(topic: str, record: Record, reason: str) -> Outgoing:
@@ -117,8 +147,8 @@ class Router:
         self.topics = topics
         self.weights = weights
         self.rng = np.random.default_rng(seed)
-        self.spent: dict[str, float] = {}  # "<partition>/<model>" -> dollars charged
-        self.stale = True  # rebuild ``spent`` from the decisions before the next batch
+        self.ledger = Ledger()
+        self.stale = True  # rebuild the ledger from the decisions before the next batch
         self.held: set[int] | None = None  # input partitions assigned to this process (None: all)
 
     def on_assigned(self, partitions: set[int]) -> None:
@@ -129,28 +159,29 @@ class Router:
     # -- budget state derived from the decisions ------------------------------------------
     def rebuild(self, decisions: Mapping[str, dict]) -> None:
         """Recompute the dollars spent per (partition, model) from the decision records."""
-        spent: dict[str, float] = {}
+        ledger = Ledger()
         for key, decision in decisions.items():
             if self.held is not None and key_partition(key) not in self.held:
                 continue  # left behind in memory by a partition this process no longer holds
             if decision and decision.get("model") is not None:
-                budget_key = state_key(key_partition(key), decision["model"])
-                spent[budget_key] = spent.get(budget_key, 0.0) + charge(decision)
-        self.spent = spent
+                ledger.add_record(state_key(key_partition(key), decision["model"]), decision)
+        self.ledger = ledger
         self.stale = False
         log.info("budget state rebuilt from %d decision records: %d (partition, model) entries",
-                 len(decisions), len(spent))
+                 len(decisions), len(ledger.keys()))
 
-    def charge_to(self, partition: int, model: str, dollars: float) -> None:
-        """Add ``dollars`` (may be negative, when reconciling) to the spend of ``model`` in ``partition``."""
-        key = state_key(partition, model)
-        self.spent[key] = self.spent.get(key, 0.0) + dollars
+    def budget_shares(self) -> list[tuple[str, int, float, float, float]]:
+        """(model, partition, share limit, reserved, settled) for every held partition and model."""
+        partitions = sorted(self.held if self.held is not None else {key_partition(k) for k in self.ledger.keys()})
+        return [(m, p, float(self.share[i]), self.ledger.reserved.get(state_key(p, m), 0.0),
+                 self.ledger.settled.get(state_key(p, m), 0.0))
+                for p in partitions for i, m in enumerate(self.models)]
 
     def spent_per_model(self) -> dict[str, float]:
         """Dollars spent per model over the partitions this process holds state for."""
         totals = {m: 0.0 for m in self.models}
-        for key, dollars in self.spent.items():
-            totals[key.split("/", 1)[1]] += dollars
+        for key in self.ledger.keys():
+            totals[key.split("/", 1)[1]] += self.ledger.spent(key)
         return totals
 
     # -- validation, embedding, estimation (no state) ---------------------------------------
@@ -179,29 +210,34 @@ class Router:
             if isinstance(parsed, str):
                 log.warning("dlq: %s[%d]@%d: %s", record.topic, record.partition, record.offset, parsed)
                 out.dead.append(dead_letter(self.topics.dlq, record, parsed))
+                out.dead_reasons.append(parsed)
             else:
                 out.records.append(record)
                 out.queries.append(parsed)
         if out.queries:
-            out.estimates = self.engine.estimate(self.embeddings(out.queries))
+            vectors, out.embed_seconds = self.embeddings(out.queries)
+            out.estimates = self.engine.estimate(vectors)
         return out
 
-    def embeddings(self, queries: Sequence[QueryEvent]) -> np.ndarray:
-        """(B, d) unit vectors: precomputed ones as given (normalized), the others embedded in one batch."""
+    def embeddings(self, queries: Sequence[QueryEvent]) -> tuple[np.ndarray, float | None]:
+        """(B, d) unit vectors: precomputed ones as given (normalized), the others embedded in one batch;
+        and the seconds the embedding took (None when nothing needed embedding)."""
         vectors = np.zeros((len(queries), self.engine.dimension), dtype=np.float32)
         to_embed = [i for i, q in enumerate(queries) if q.embedding is None]
         for i, query in enumerate(queries):
             if query.embedding is not None:
                 vector = np.asarray(query.embedding, dtype=np.float32)
                 vectors[i] = vector / np.linalg.norm(vector)
-        if to_embed:
-            vectors[to_embed] = self.engine.embed([queries[i].text or "" for i in to_embed])
-        return vectors
+        if not to_embed:
+            return vectors, None
+        started = time.perf_counter()
+        vectors[to_embed] = self.engine.embed([queries[i].text or "" for i in to_embed])
+        return vectors, time.perf_counter() - started
 
     # -- decisions (mutate state) ---------------------------------------------------------
     def remaining(self, partition: int) -> np.ndarray:
         """Dollars left of each model's share in ``partition``."""
-        return self.share - np.array([self.spent.get(state_key(partition, m), 0.0) for m in self.models])
+        return self.share - np.array([self.ledger.spent(state_key(partition, m)) for m in self.models])
 
     def decide(self, batch: Prepared, decisions: MutableMapping[str, dict]) -> tuple[list[Outgoing], list[Outgoing]]:
         """Decide every new query of the batch and record each decision with its reservation.
@@ -243,7 +279,7 @@ class Router:
                                                     remaining, phase, weights)
                 if model is not None:
                     remaining[self.models.index(model)] -= cost
-                    self.charge_to(partition, model, cost)
+                    self.ledger.reserve(state_key(partition, model), cost)
                 decisions[state_key(partition, query.id)] = {
                     "topic": message.topic, "value": message.value.decode(), "model": model,
                     "reserved": cost, "actual": None,
@@ -291,7 +327,8 @@ class Router:
             routed = RoutedQuery(query=query, model=model, partition=partition, phase=phase,
                                  estimated_quality=float(est.quality[j, choice]), estimated_cost=cost,
                                  score=score if np.isfinite(score) else None, weights_version=version, routed_at=now)
-            return Outgoing(self.topics.routed[model], query.id, routed.model_dump_json().encode()), cost, model
+            return (Outgoing(self.topics.routed[model], query.id, routed.model_dump_json().encode(),
+                             label=("routed", f"{model}/{phase}")), cost, model)
         if choice >= 0 or not np.any(est.cost[j] <= remaining):
             reason, detail = "no-budget", "no chosen model's remaining budget share covers the estimated cost"
         elif phase == "observation":
@@ -300,7 +337,8 @@ class Router:
             reason, detail = "declined", "no model scores above zero under the learned weights"
         unserved = UnservedQuery(query_id=query.id, partition=partition, reason=reason, detail=detail,
                                  phase=phase, weights_version=version, decided_at=now)
-        return Outgoing(self.topics.unserved, query.id, unserved.model_dump_json().encode()), 0.0, None
+        return (Outgoing(self.topics.unserved, query.id, unserved.model_dump_json().encode(),
+                         label=("unserved", reason)), 0.0, None)
 
     def reconcile(self, record: Record, decisions: MutableMapping[str, dict]) -> list[Outgoing]:
         """Replace a reservation by the actual cost of a completion (once per query); DLQ if invalid."""
@@ -318,5 +356,5 @@ class Router:
             return []
         decisions[key] = {**decision, "actual": completion.cost}
         if not self.stale:
-            self.charge_to(record.partition, completion.model, completion.cost - decision["reserved"])
+            self.ledger.settle(state_key(record.partition, completion.model), decision["reserved"], completion.cost)
         return []

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from router_core.history import History
 from schemas import Completion, RoutedQuery
+from streams import metrics
 from streams.config import ModelSettings, ServiceConfig, topic_name
 from streams.topics import COMPLETIONS
 
@@ -172,6 +173,7 @@ class Worker:
             signal.signal(sig, lambda *_: setattr(self, "stopping", True))
         log.info("worker %s for %s on %s (group %s); %d ids served before", self.name, self.model, self.topic,
                  self.group, len(served))
+        metrics.declare_worker_model(self.model)
         count = 0
         idle_since = time.monotonic()
         try:
@@ -185,8 +187,12 @@ class Worker:
                 if message.error():
                     log.warning("consumer: %s", message.error())
                     continue
-                if self.handle(message.value(), served, producer):
-                    count += 1
+                try:
+                    count += self.handle(message.value(), served, producer)
+                except (OSError, RuntimeError, ValueError, KeyError) as exc:  # the backend failed for good
+                    metrics.record_worker_error(self.model, exc)
+                    log.error("query at %s[%d]@%d not answered (its reservation stays held): %s", message.topic(),
+                              message.partition(), message.offset(), exc)
                 consumer.commit(message=message, asynchronous=False)
         finally:
             producer.flush(30)
@@ -214,4 +220,5 @@ class Worker:
         if producer.flush(30) != 0:  # type: ignore[attr-defined]
             raise RuntimeError("completion not acknowledged by the broker within 30s")
         served.add(routed.query.id)
+        metrics.record_completion(self.model, answer.cost, completion.latency_s)
         return True

@@ -61,7 +61,7 @@ def test_budget_share_per_partition_is_never_exceeded() -> None:
     topics = [m.topic for m in emitted]
     # partition 0 owns half of each budget: m1 4.0 (two queries), m0 2.0 (two queries), then none
     assert topics == ["routed.m1"] * 2 + ["routed.m0"] * 2 + ["unserved"] * 2
-    assert r.spent == {"0/m1": 4.0, "0/m0": 2.0}
+    assert r.ledger.reserved == {"0/m1": 4.0, "0/m0": 2.0}
     assert json.loads(emitted[-1].value)["reason"] == "no-budget"
 
 
@@ -70,7 +70,7 @@ def test_a_redelivered_query_gets_its_decision_again_without_a_new_charge() -> N
     first, _ = r.decide(r.prepare([record("q1")]), decisions)
     again, _ = r.decide(r.prepare([record("q1"), record("q1")]), decisions)
     assert [m.value for m in again] == [first[0].value] * 2
-    assert r.spent == {"0/m1": 2.0}
+    assert r.ledger.reserved == {"0/m1": 2.0}
 
 
 def test_reconcile_replaces_the_reservation_once_and_rebuild_agrees() -> None:
@@ -80,9 +80,9 @@ def test_reconcile_replaces_the_reservation_once_and_rebuild_agrees() -> None:
                              "worker": "w", "completed_at": 1.0}).encode()
     for _ in range(2):
         assert r.reconcile(Record("completions", 1, 0, b"q1", completion), decisions) == []
-    assert r.spent == {"1/m1": 0.5}
+    assert r.ledger.spent("1/m1") == 0.5 and r.ledger.settled == {"1/m1": 0.5}
     r.rebuild(decisions)
-    assert r.spent == {"1/m1": 0.5}
+    assert r.ledger.reserved == {} and r.ledger.settled == {"1/m1": 0.5}
 
 
 def test_invalid_records_become_dead_letters_with_reasons() -> None:
