@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = _with_config(sub.add_parser("bench-stream", help="stream throughput/latency vs a pass-through agent"))
     bench.add_argument("--queries", type=int, default=1000)
     bench.add_argument("--output", help="write the measurements as JSON here")
+    bench.add_argument("--timeout", type=float, default=600.0, help="limit for each wait (seconds)")
+    bench.add_argument("--rate", type=float, default=0.0,
+                       help="queries per second in the measured runs (0: as fast as possible)")
     bench.set_defaults(handler=cmd_bench_stream)
 
     add_lag_parser(sub)

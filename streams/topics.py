@@ -42,9 +42,10 @@ def topic_specs(config: ServiceConfig) -> list[TopicSpec]:
     return specs
 
 
-def create_topics(config: ServiceConfig, timeout: float = 30.0) -> dict[str, str]:
-    """Create the missing topics; return {topic: 'created' | 'exists'}. Raises on other errors,
-    and when an existing topic's partition count differs from the configured one."""
+def create_topics(config: ServiceConfig, timeout: float = 30.0, specs: list[TopicSpec] | None = None
+                  ) -> dict[str, str]:
+    """Create the missing topics (default: every topic of the service); return {topic: 'created' |
+    'exists'}. Raises on other errors, and when an existing topic's partition count differs."""
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -52,7 +53,7 @@ def create_topics(config: ServiceConfig, timeout: float = 30.0) -> dict[str, str
     existing = admin.list_topics(timeout=timeout).topics
     result: dict[str, str] = {}
     new = []
-    for spec in topic_specs(config):
+    for spec in topic_specs(config) if specs is None else specs:
         if spec.name in existing:
             have = len(existing[spec.name].partitions)
             if have != spec.partitions:
