@@ -6,10 +6,8 @@ Heavy modules (faust, torch, confluent-kafka) are imported inside the command ha
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 from streams.config import ConfigError, ServiceConfig, load_config
@@ -143,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     from router_core import cli as core_cli
 
-    parser = argparse.ArgumentParser(prog="port-router", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="port-router", description="PORT router: stream service and offline tools")
     parser.add_argument("--log-level", dest="loglevel", default="info", choices=["debug", "info", "warning", "error"])
     sub = parser.add_subparsers(dest="command", required=True)
 
