@@ -58,6 +58,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--plot", type=Path, default=None, help="write a PNG of performance and throughput")
     bench.set_defaults(handler=run_bench)
 
+    overhead = subparsers.add_parser("overhead", help="routing overhead per query vs the HNSW search alone")
+    _add_common(overhead)
+    overhead.add_argument("--k", type=int, default=defaults.k, help="neighbours per estimate")
+    overhead.add_argument("--n-test", type=int, default=1000)
+    overhead.add_argument("--batch-size", type=int, default=256)
+    overhead.add_argument("--repeats", type=int, default=15)
+    overhead.add_argument("--embed-sample", type=int, default=256, help="queries embedded to time the model")
+    overhead.set_defaults(handler=run_overhead)
+
     index = subparsers.add_parser("index", help="the HNSW index over the history")
     index_commands = index.add_subparsers(dest="index_command", required=True)
     build = index_commands.add_parser("build", help="embed the history and build and save its index")
@@ -117,6 +126,47 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.plot:
         write_plot(rows, args.plot)
         console.print(f"plot written to {args.plot}")
+    return 0
+
+
+def run_overhead(args: argparse.Namespace) -> int:
+    """``port-router overhead``: per-query cost of PORT's hot path against the HNSW search alone."""
+    import numpy as np
+
+    from router_core.embedding import Embedder
+    from router_core.engine import build_index
+    from router_core.estimator import Estimator
+    from router_core.evaluation.experiment import split_rows
+    from router_core.evaluation.overhead import measure_overhead
+    from router_core.evaluation.splits import split_budget
+    from router_core.history import load_history
+    from router_core.prompts import SharedPrefixes
+
+    console = Console()
+    data, _ = load_history(args.data or default_data_paths())
+    test_rows, history_rows = split_rows(len(data), args.n_test, seed=42)
+    history, test = data.subset(history_rows), data.subset(test_rows)
+    embedder = Embedder(EmbeddingParams(model=args.embedding_model))
+    index = build_index(history, embedder, IndexParams())
+    texts = SharedPrefixes(index.manifest.shared_prefixes).strip_all(test.prompts)
+    vectors = embedder.embed_cached(texts)
+    sample = texts[: args.embed_sample]
+    started = time.perf_counter()
+    embedder.embed(sample)
+    embed_qps = len(sample) / (time.perf_counter() - started)
+    budgets = split_budget("weighted", float(test.cost.sum(axis=0).min()), history.quality.mean(axis=0),
+                           history.cost.mean(axis=0), np.random.default_rng(42))
+    params = PortParams(k=args.k, n_expected=args.n_test)
+    result = measure_overhead(Estimator(index, history.quality, history.cost, args.k), vectors, budgets, params,
+                              float(history.cost.mean()), args.batch_size, args.repeats)
+    console.print(f"{result.n_queries} queries, batches of {result.batch_size}, k={args.k}, "
+                  f"median of {args.repeats} passes")
+    for path, micros in result.per_query_us.items():
+        console.print(f"  {path:<11} {micros:7.2f} us/query   {result.ratio(path):5.2f} x search")
+    console.print(f"  dual re-solve on {result.n_queries} queries (LP, off the per-query path): "
+                  f"{result.resolve_ms:.1f} ms")
+    console.print(f"  embedding ({embedder.params.model}, batch {embedder.params.batch_size}): "
+                  f"{embed_qps:.1f} queries/s over {len(sample)} queries")
     return 0
 
 

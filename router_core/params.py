@@ -54,7 +54,7 @@ class PortParams(_Params):
     skip_option: bool = Field(True, description="decline a query when no model's score is positive")
     budget_aware: bool = Field(True, description="pick the best model whose remaining budget covers the estimate")
     normalize_costs: bool = Field(True, description="divide costs by the history's mean cost (alpha becomes unitless)")
-    resolve_every: int = Field(50, ge=0, description="re-solve the dual every this many queries on what was seen (0: never)")
+    resolve_every: int = Field(20, ge=0, description="re-solve the dual every this many queries on what was seen (0: never)")
     observation: Literal["random", "history-prior"] = Field(
         "history-prior", description="'random' as the paper; 'history-prior' routes the phase with a dual solved on the history"
     )
