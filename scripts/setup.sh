@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Create or reuse the project's virtual environment in .venv/ and install port-router into it.
+#
+# A second run reuses .venv and skips pip entirely while pyproject.toml is unchanged (a stamp
+# file records its hash). torch comes from PyPI (a CUDA build that runs on the CPU).
+#
+# Environment: PYTHON (default python3.11, else python3).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+STAMP="$VENV/.port-router-installed"
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+
+say() { echo "setup: $*" >&2; }
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  say "creating $VENV with $PYTHON"
+  "$PYTHON" -m venv "$VENV"
+fi
+want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] && "$VENV/bin/python" -c "import router_core, streams" 2>/dev/null; then
+  say "reusing $VENV (pyproject.toml unchanged)"
+  exit 0
+fi
+say "installing port-router and its dependencies into $VENV (the first time downloads torch: several minutes)"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e "$REPO[test]"
+echo "$want" > "$STAMP"
+say "done: $("$VENV/bin/port-router" --help >/dev/null && echo 'port-router is installed')"
