@@ -44,13 +44,17 @@ install_helm() {
   # As helm's Makefile does: the default Kubernetes version (helm template, lint) is the one of the
   # client-go it is built with (v0.N.x -> 1.N), else helm assumes an old v1.20.
   local gomod minor pkg=helm.sh/helm/v3/pkg
-  gomod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  gomod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" 2>>"$CACHE/helm-build.log" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
   minor="$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod" | head -1)"
   [[ -n "$minor" ]] || { say "cannot read the client-go version of helm $HELM_VERSION from $gomod"; exit 1; }
-  go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+  if ! go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
     -X $pkg/chartutil.k8sVersionMajor=1 -X $pkg/chartutil.k8sVersionMinor=$minor \
     -X $pkg/lint/rules.k8sVersionMajor=1 -X $pkg/lint/rules.k8sVersionMinor=$minor" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >"$CACHE/helm-build.log" 2>&1; then
+    tail -30 "$CACHE/helm-build.log" >&2
+    say "go install of helm failed (full log: $CACHE/helm-build.log)"
+    exit 1
+  fi
   echo "$HELM_VERSION" >"$CACHE/bin/helm.built"
   helm_ok || { say "helm built but does not report $HELM_VERSION"; exit 1; }
 }
