@@ -12,7 +12,7 @@ from opstools import unavailable
 @pytest.fixture(scope="session")
 def bootstrap() -> str:
     """The test broker's address (scripts/kafka.sh start); unavailable() when it does not answer."""
-    servers = os.environ.get("PORT_ROUTER_TEST_BOOTSTRAP", f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}")
+    servers = os.environ.get("KAFKA_BOOTSTRAP") or f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
     from confluent_kafka.admin import AdminClient
 
     try:
