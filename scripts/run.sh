@@ -7,5 +7,6 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 export HF_HUB_OFFLINE=1
+export PORT_ROUTER_CACHE="${PORT_ROUTER_CACHE:-$HOME/.cache/port-router}"
 bash scripts/setup.sh
 exec .venv/bin/port-router demo "$@"

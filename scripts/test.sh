@@ -10,6 +10,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+export PORT_ROUTER_CACHE="${PORT_ROUTER_CACHE:-$HOME/.cache/port-router}"  # jars, tools: reused across clones
 export KAFKA_PORT="${KAFKA_PORT:-9092}"
 export KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}"
 export HF_HUB_OFFLINE=1
