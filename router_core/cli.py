@@ -56,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="override a PORT switch of the 'port' policy, e.g. --set resolve_every=0")
     bench.add_argument("--json", type=Path, default=None, help="write every result row to this JSON file")
     bench.add_argument("--plot", type=Path, default=None, help="write a PNG of performance and throughput")
+    bench.add_argument("--markdown", type=Path, default=None, help="write the tables as Markdown")
     bench.set_defaults(handler=run_bench)
 
     overhead = subparsers.add_parser("overhead", help="routing overhead per query vs the HNSW search alone")
@@ -89,7 +90,7 @@ def run_bench(args: argparse.Namespace) -> int:
     """``port-router bench``: replay the grid, print tables, write JSON and plot if asked."""
     from router_core.embedding import Embedder
     from router_core.evaluation.experiment import BenchSettings, prepare_seed, run_seed
-    from router_core.evaluation.report import render_tables, write_json, write_plot
+    from router_core.evaluation.report import markdown_tables, render_tables, write_json, write_plot
     from router_core.history import load_history
     from router_core.policies import REGISTRY
 
@@ -123,6 +124,9 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.json:
         write_json(rows, args.json)
         console.print(f"rows written to {args.json}")
+    if args.markdown:
+        args.markdown.write_text(markdown_tables(rows))
+        console.print(f"tables written to {args.markdown}")
     if args.plot:
         write_plot(rows, args.plot)
         console.print(f"plot written to {args.plot}")

@@ -47,6 +47,25 @@ def render_tables(rows: Sequence[dict], console: Console) -> None:
         console.print(table)
 
 
+def markdown_tables(rows: Sequence[dict]) -> str:
+    """The same tables as ``render_tables``, in Markdown (for docs)."""
+    out: list[str] = []
+    for (split, factor), by_method in group_rows(rows).items():
+        out.append(f"**{split}, budget factor {factor}** (mean ± std over {len(next(iter(by_method.values())))} seeds)\n")
+        out.append("| method | performance | cost ($) | PPC | throughput |")
+        out.append("|---|---|---|---|---|")
+        for method, method_rows in by_method.items():
+            perf, perf_sd = mean_std(method_rows, "performance")
+            cost, cost_sd = mean_std(method_rows, "cost")
+            ppc, ppc_sd = mean_std(method_rows, "ppc")
+            thr, thr_sd = mean_std(method_rows, "throughput")
+            bound = f" (LP bound {mean_std(method_rows, 'lp_bound')[0]:.1f})" if "lp_bound" in method_rows[0] else ""
+            out.append(f"| {method} | {perf:.1f} ± {perf_sd:.1f}{bound} | {cost:.4f} ± {cost_sd:.4f} | "
+                       f"{ppc:.0f} ± {ppc_sd:.0f} | {thr:.1f} ± {thr_sd:.1f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def write_json(rows: Sequence[dict], path: Path) -> None:
     """All rows as a JSON list."""
     path.parent.mkdir(parents=True, exist_ok=True)
