@@ -21,6 +21,8 @@ from streams import metrics, telemetry
 from streams import topics as T
 from streams.config import ServiceConfig, topic_name
 from streams.data import budgets_in_order
+from streams.gaps import read_range
+from streams.topics import topic_size
 from streams.router import Outgoing, Record, Router, TopicNames, key_partition
 from streams.weights import Optimizer, WeightsWatcher
 
@@ -71,6 +73,8 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
         datadir=str(data_dir),
         producer_acks=-1, consumer_auto_offset_reset="earliest", table_standby_replicas=0, autodiscover=False,
         broker_commit_interval=1.0, producer_max_request_size=4 * 1024 * 1024, loghandlers=[],
+        broker_session_timeout=config.router.session_timeout_s,
+        broker_heartbeat_interval=config.router.session_timeout_s / 4,
     )
     budgets = budgets_in_order(config, engine.models)
     names = topic_names(config)
@@ -82,6 +86,10 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
     table_class = partition_keyed_table_class()
     decisions = app.tables.add(table_class(app, name="decisions", default=None, partitions=partitions,
                                            help="decision and charge per (input partition, query id)"))
+    progress = app.tables.add(table_class(app, name="progress", default=None, partitions=partitions,
+                                          help="next input offset to route per input partition"))
+    resumed: set[int] = set()  # input partitions routed since the last assignment
+    phase_state = {"gave_up": False}  # True once waiting for the weights timed out
     stats: Counter = Counter()
 
     def raw_topic(name: str) -> Any:
@@ -94,17 +102,66 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
         for m in messages:
             stats[m.topic] += 1
 
+    async def with_skipped(records: list[Record]) -> list[Record]:
+        """Prepend the messages a partition skipped since its last routed offset (see streams.gaps)."""
+        for partition in sorted({r.partition for r in records} - resumed):
+            resumed.add(partition)
+            first = min(r.offset for r in records if r.partition == partition)
+            expected = progress.get(f"{partition}/next")
+            log.info("routing partition %d from offset %d (next expected: %s)", partition, first, expected)
+            if expected is not None and first > expected:
+                skipped = await asyncio.get_running_loop().run_in_executor(
+                    None, read_range, kafka.confluent(), queries_topic, partition, expected, first)
+                log.warning("partition %d: the consumer skipped offsets %d..%d; routing those %d messages first",
+                            partition, expected, first - 1, len(skipped))
+                records = skipped + records
+        return records
+
+    async def route_records(records: list[Record]) -> None:
+        """Validate, estimate and decide ``records``; persist the decisions; then send the outputs."""
+        if not records:
+            return
+        started = time.perf_counter()
+        prepared = await asyncio.get_running_loop().run_in_executor(None, router.prepare, records)
+        emitted, observed = router.decide(prepared, decisions)
+        for partition in {r.partition for r in records}:
+            progress[f"{partition}/next"] = max(r.offset for r in records if r.partition == partition) + 1
+        telemetry.record_batch(prepared, emitted, time.perf_counter() - started)
+        await app.producer.flush()  # decisions and reservations reach the changelog first
+        await send_all(prepared.dead + observed + emitted)
+
+    async def wait_for_weights() -> bool:
+        """Pause routing until the weights arrive (at most ``router.weights_wait_s``); False on time-out."""
+        deadline = time.monotonic() + config.router.weights_wait_s
+        while watcher.latest() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if watcher.latest() is None:
+            log.warning("no weights %.0fs after this router's observation quota; observing on until they come",
+                        config.router.weights_wait_s)
+            return False
+        return True
+
+    async def route_observing(records: list[Record]) -> list[Record]:
+        """Route at most the observation quota ceil(eps*N) in the observation phase, then wait for the
+        weights; return the records left for the learned rule."""
+        while records and watcher.latest() is None and not phase_state["gave_up"]:
+            room = optimizer.target - router.observed
+            if room <= 0:
+                phase_state["gave_up"] = not await wait_for_weights()
+                break
+            await route_records(records[:room])
+            records = records[room:]
+        return records
+
     @app.agent(raw_topic(queries_topic))
     async def route(stream: Any) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, watcher.caught_up.wait)
+        if watcher.latest() is None:
+            router.observed = await loop.run_in_executor(None, topic_size, kafka.confluent(), names.observations)
         async for events in stream.take_events(config.router.batch_size, within=config.router.batch_window_s):
-            started = time.perf_counter()
-            prepared = await loop.run_in_executor(None, router.prepare, [to_record(e) for e in events])
-            emitted, observed = router.decide(prepared, decisions)
-            telemetry.record_batch(prepared, emitted, time.perf_counter() - started)
-            await app.producer.flush()  # decisions and reservations reach the changelog first
-            await send_all(prepared.dead + observed + emitted)
+            records = await with_skipped([to_record(e) for e in events])
+            await route_records(await route_observing(records))
 
     @app.agent(raw_topic(config.topics.name(T.COMPLETIONS)))
     async def reconcile(stream: Any) -> None:
@@ -125,6 +182,7 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         router.on_assigned({tp.partition for tp in assigned if tp.topic == queries_topic})
+        resumed.clear()
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

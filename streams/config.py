@@ -145,6 +145,10 @@ class RouterSettings(_Section):
     web_port: int = Field(6066, ge=1, le=65535)
     data_dir: str = Field(".cache/faust", description="Faust's local data directory (per app and port)")
     seed: int = Field(0, description="seed of the observation phase's random choices")
+    session_timeout_s: float = Field(10.0, ge=3, le=300, description="consumer-group session timeout: how "
+                                     "soon the partitions of a crashed router move to the others")
+    weights_wait_s: float = Field(30.0, ge=0, le=3600, description="after observing ceil(eps*N) queries, how long "
+                                  "to pause routing for the learned weights before observing on")
 
 
 class ServiceConfig(_Section):

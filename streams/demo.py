@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from streams.config import ServiceConfig, load_config
 from streams.outcomes import OutcomeTally, follow_outcomes
@@ -86,6 +86,22 @@ def router_state(url: str) -> dict[str, Any]:
     """The router's /state page (budgets, weights version)."""
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
+
+
+def budget_status(url: str) -> Callable[[], str]:
+    """A live status function: weights version and budget left per model, from the router's /state."""
+    def status() -> str:
+        try:
+            state = router_state(url)
+        except OSError as exc:
+            return f"(router state unavailable: {exc})"
+        left = ", ".join(f"{model.split('/')[-1]} {100 * (1 - b['spent'] / b['limit']):.0f}%"
+                         for model, b in state["budgets"].items() if b["limit"])
+        weights = state["weights_version"]
+        phase = "observation phase" if weights is None else f"learned weights v{weights}"
+        return f"{phase}; budget left: {left}"
+
+    return status
 
 
 def print_table(config: ServiceConfig, tally: OutcomeTally, state: dict[str, Any]) -> None:
@@ -158,7 +174,8 @@ def run_demo(args: argparse.Namespace) -> int:
                            python + ["worker", "--config", args.config, "--model", model.name], env)
         source = QuerySource(stream.ids[:n], stream.prompts[:n])
         ids = publish(config.kafka.confluent(), config.topics.name(QUERIES), events(source, "demo:"), n)
-        tally = follow_outcomes(config, len(ids), timeout=args.timeout, live=True)
+        tally = follow_outcomes(config, len(ids), timeout=args.timeout, live=True,
+                                status=budget_status(base_url + "/state"))
         tally.produced = len(ids)
         state = router_state(base_url + "/state")
         print_table(config, tally, state)

@@ -10,7 +10,7 @@ import json
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from streams.config import ServiceConfig
 from streams.topics import COMPLETIONS, DLQ, UNSERVED
@@ -70,9 +70,10 @@ def output_topics(config: ServiceConfig) -> dict[str, str]:
 
 
 def follow_outcomes(config: ServiceConfig, expected: int, timeout: float, live: bool = False,
-                    wait_completions: bool = True) -> OutcomeTally:
+                    wait_completions: bool = True, status: Callable[[], str] | None = None) -> OutcomeTally:
     """Read the output topics from the beginning until ``expected`` queries are decided (and, with
-    ``wait_completions``, every routed one completed), or ``timeout`` seconds pass."""
+    ``wait_completions``, every routed one completed), or ``timeout`` seconds pass. With ``live``,
+    show a progress line, followed by ``status()`` when given."""
     from confluent_kafka import Consumer
     from rich.live import Live
 
@@ -89,7 +90,8 @@ def follow_outcomes(config: ServiceConfig, expected: int, timeout: float, live: 
                     if message.error() is None:
                         tally.add(kinds[message.topic()], json.loads(message.value()))
                 if live:
-                    screen.update(progress_line(tally, expected), refresh=True)
+                    extra = "" if status is None else "\n" + status()
+                    screen.update(progress_line(tally, expected) + extra, refresh=True)
                 routed = sum(tally.routed.values())
                 if tally.decided() >= expected and (not wait_completions or len(tally.completions) >= routed):
                     break

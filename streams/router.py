@@ -148,6 +148,7 @@ class Router:
         self.weights = weights
         self.rng = np.random.default_rng(seed)
         self.ledger = Ledger()
+        self.observed = 0  # observation-phase decisions known to this process
         self.stale = True  # rebuild the ledger from the decisions before the next batch
         self.held: set[int] | None = None  # input partitions assigned to this process (None: all)
 
@@ -275,6 +276,7 @@ class Router:
                 phase = "observation" if gamma is None else "learned"
                 if gamma is None:
                     observed.append(self.observation(query, partition, est, j))
+                    self.observed += 1
                 message, cost, model = self.outcome(query, partition, est, j, int(choices[j]), float(scores[j]),
                                                     remaining, phase, weights)
                 if model is not None:

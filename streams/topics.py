@@ -77,3 +77,19 @@ def create_topics(config: ServiceConfig, timeout: float = 30.0, specs: list[Topi
     for name, state in sorted(result.items()):
         log.info("topic %s: %s", name, state)
     return result
+
+
+def topic_size(kafka_conf: dict[str, str], topic: str, timeout: float = 10.0) -> int:
+    """Messages currently in ``topic``: the sum over its partitions of high minus low watermark."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**kafka_conf, "group.id": "unused-topic-size"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        total = 0
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            total += high - low
+        return total
+    finally:
+        consumer.close()

@@ -28,7 +28,7 @@ from streams.config import ServiceConfig, load_config
 from streams.demo import broker_answers
 from streams.outcomes import OutcomeTally, follow_outcomes
 from streams.produce import publish
-from streams.topics import QUERIES, create_topics
+from streams.topics import QUERIES, create_topics, topic_size
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -158,19 +158,8 @@ def outcomes(config: ServiceConfig, expected: int, timeout: float = 180.0) -> Ou
 
 
 def count_messages(config: ServiceConfig, topic: str) -> int:
-    """Messages currently in ``topic`` (sum of high minus low watermarks)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({**config.kafka.confluent(), "group.id": "unused-count"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        total = 0
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += high - low
-        return total
-    finally:
-        consumer.close()
+    """Messages currently in ``topic``."""
+    return topic_size(config.kafka.confluent(), topic)
 
 
 def assert_accounting(tally: OutcomeTally, produced: list[str]) -> None:

@@ -50,7 +50,7 @@ def test_accounting_budgets_and_weights_recovered_after_restart(tmp_path: Path) 
         assert phases == {"observation", "learned"}, phases
         assert count_messages(config, config.topics.name(WEIGHTS)) == 1, "gamma must be learned exactly once"
         observations = count_messages(config, config.topics.name(OBSERVATIONS))
-        assert observations >= 5  # ceil(0.025 * 200)
+        assert observations == 5, "one router observes exactly ceil(eps * N) = ceil(0.025 * 200) queries"
 
         router.stop()
         router = RouterProcess(path, tmp_path / "router2.log", "restarted router").start()
