@@ -6,15 +6,24 @@ Run: scripts/kafka.sh start && .venv/bin/python -m pytest tests/integration/test
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from schemas import QueryEvent
 from streams.config import load_config
+from streams.data import load_split
+from streams.outcomes import follow_outcomes
 from streams.produce import publish_raw
 from streams.topics import OBSERVATIONS, QUERIES, WEIGHTS
 
 from stream_harness import (
+    REPO,
     RouterProcess,
     assert_accounting,
     assert_budgets,
@@ -28,6 +37,24 @@ from stream_harness import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def start_worker(config_path: Path, model: str, directory: Path) -> subprocess.Popen:
+    """A replay worker process for ``model``."""
+    log = (directory / f"worker-{model.replace('/', '_')}.log").open("w")
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--config", str(config_path), "--model",
+                             model], stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=os.environ.copy())
+
+
+def wait_for_state(router: RouterProcess, actual: dict[str, float], timeout: float = 30.0) -> dict[str, Any]:
+    """The router's /state once its spend matches the completions' costs (reconciliation is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = router.state()
+        spent = {m: b["spent"] for m, b in state["budgets"].items()}
+        if all(abs(spent[m] - actual[m]) <= 1e-9 for m in actual) or time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)
 
 
 @pytest.fixture(autouse=True)
@@ -98,3 +125,31 @@ def test_malformed_input_goes_to_dlq_while_valid_traffic_flows(tmp_path: Path) -
         assert_accounting(tally, produced)
     finally:
         router.stop()
+
+
+def test_completions_replace_reservations_and_spend_stays_within_budgets(tmp_path: Path) -> None:
+    path = write_config(tmp_path, partitions=2, n_expected=200)
+    config = load_config(path, {})
+    router = RouterProcess(path, tmp_path / "router.log").start()
+    workers = [start_worker(path, model.name, tmp_path) for model in config.models]
+    try:
+        router.wait_ready()
+        _, stream = load_split(config)
+        queries = [QueryEvent(id=f"run:{query_id}", text=text) for query_id, text in
+                   list(zip(stream.ids, stream.prompts))[:100]]
+        produced = produce(config, queries)
+        tally = follow_outcomes(config, len(produced), timeout=240)
+        assert_accounting(tally, produced)
+        assert len(tally.completions) == sum(tally.routed.values()), "every routed query is completed once"
+        actual = {m.name: 0.0 for m in config.models}
+        for completion in tally.completions.values():
+            actual[completion["model"]] += completion["cost"]
+        state = wait_for_state(router, actual)
+        for model, budget in state["budgets"].items():
+            assert budget["spent"] == pytest.approx(actual[model], rel=1e-9, abs=1e-12), model
+            assert budget["spent"] <= budget["limit"], f"{model}: reconciled spend exceeds the budget"
+    finally:
+        router.stop()
+        for worker in workers:
+            worker.terminate()
+            worker.wait(30)
