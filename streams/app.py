@@ -23,7 +23,8 @@ from streams.config import ServiceConfig, topic_name
 from streams.data import budgets_in_order
 from streams.gaps import read_range
 from streams.topics import topic_size
-from streams.router import Outgoing, Record, Router, TopicNames, key_partition
+from streams.ledger import key_partition
+from streams.router import Outgoing, Record, Router, TopicNames
 from streams.weights import Optimizer, WeightsWatcher
 
 log = logging.getLogger(__name__)
