@@ -126,6 +126,7 @@ start() {
   [[ "${1:-}" == "--keep" ]] && keep=1
   if pid="$(running_pid)"; then say "already running (pid $pid) on 127.0.0.1:$KAFKA_PORT"; return 0; fi
   command -v java >/dev/null || { say "Java 17 is needed"; exit 1; }
+  if answers; then say "another broker already answers on 127.0.0.1:$KAFKA_PORT (set KAFKA_PORT)"; exit 1; fi
   resolve_jars
   if [[ $keep -eq 0 || ! -f "$DATA/logs/meta.properties" ]]; then
     rm -rf "$DATA"
