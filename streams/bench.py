@@ -182,9 +182,10 @@ def run_bench(args: argparse.Namespace) -> int:
     engine, stream = load_engine(config)
     if stream is None:
         raise RuntimeError("bench-stream needs history_rows in the configuration (a held-out query stream)")
-    n = min(args.queries, len(stream))
-    source = QuerySource(stream.ids[:n], stream.prompts[:n])
-    embeddings = stream_embeddings(engine, list(source.texts))
+    rows = [i % len(stream) for i in range(args.queries)]  # cycles the stream; ids stay unique
+    source = QuerySource(tuple(f"{stream.ids[r]}#{i // len(stream)}" for i, r in enumerate(rows)),
+                         tuple(stream.prompts[r] for r in rows))
+    embeddings = stream_embeddings(engine, list(stream.prompts))[rows]
     children = Processes(REPO / ".cache" / "bench-logs")
     try:
         results = [run_passthrough(args, source, embeddings, children),
