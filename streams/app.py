@@ -9,23 +9,17 @@ re-delivers the queries, which find their decision and re-emit it without a new 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from router_core.engine import RoutingEngine
 from streams import metrics, telemetry
 from streams import topics as T
 from streams.config import ServiceConfig, topic_name
-from streams.data import budgets_in_order
-from streams.gaps import read_range
-from streams.topics import topic_size
 from streams.ledger import key_partition
-from streams.router import Outgoing, Record, Router, TopicNames
-from streams.weights import Optimizer, WeightsWatcher
+from streams.router import Record
+from streams.service import RouterService
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +27,6 @@ log = logging.getLogger(__name__)
 def app_id(config: ServiceConfig) -> str:
     """The Faust app id (consumer group, changelog topic prefix): topic prefix + configured id."""
     return topic_name(config.topics.prefix + config.router.app_id)
-
-
-def topic_names(config: ServiceConfig) -> TopicNames:
-    """The router's output topics."""
-    t = config.topics
-    return TopicNames(observations=t.name(T.OBSERVATIONS), unserved=t.name(T.UNSERVED), dlq=t.name(T.DLQ),
-                      routed={m.name: config.routed_topic(m.name) for m in config.models})
 
 
 def partition_keyed_table_class() -> type:
@@ -77,113 +64,53 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
         broker_session_timeout=config.router.session_timeout_s,
         broker_heartbeat_interval=config.router.session_timeout_s / 4,
     )
-    budgets = budgets_in_order(config, engine.models)
-    names = topic_names(config)
-    watcher = WeightsWatcher(kafka.confluent(), config.topics.name(T.WEIGHTS))
-    router = Router(engine, budgets, partitions, names, watcher.latest, seed=config.router.seed)
-    optimizer = Optimizer(engine, budgets, kafka.confluent(), names.observations, config.topics.name(T.WEIGHTS),
-                          watcher)
-    queries_topic = config.topics.name(T.QUERIES)
     table_class = partition_keyed_table_class()
     decisions = app.tables.add(table_class(app, name="decisions", default=None, partitions=partitions,
                                            help="decision and charge per (input partition, query id)"))
     progress = app.tables.add(table_class(app, name="progress", default=None, partitions=partitions,
                                           help="next input offset to route per input partition"))
-    resumed: set[int] = set()  # input partitions routed since the last assignment
-    phase_state = {"gave_up": False}  # True once waiting for the weights timed out
-    stats: Counter = Counter()
+    service = RouterService(config, engine, app.producer, decisions, progress)
+    register_agents(app, service)
+    register_pages(app, service)
+    return app
 
-    def raw_topic(name: str) -> Any:
-        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-    async def send_all(messages: Sequence[Outgoing]) -> None:
-        futures = [await app.producer.send(m.topic, None if m.key is None else m.key.encode(), m.value,
-                                           m.partition, None, None) for m in messages]
-        await asyncio.gather(*futures)
-        for m in messages:
-            stats[m.topic] += 1
+def raw_topic(app: Any, name: str) -> Any:
+    """A topic of raw bytes keys and values."""
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-    async def with_skipped(records: list[Record]) -> list[Record]:
-        """Prepend the messages a partition skipped since its last routed offset (see streams.gaps)."""
-        for partition in sorted({r.partition for r in records} - resumed):
-            resumed.add(partition)
-            first = min(r.offset for r in records if r.partition == partition)
-            expected = progress.get(f"{partition}/next")
-            log.info("routing partition %d from offset %d (next expected: %s)", partition, first, expected)
-            if expected is not None and first > expected:
-                skipped = await asyncio.get_running_loop().run_in_executor(
-                    None, read_range, kafka.confluent(), queries_topic, partition, expected, first)
-                log.warning("partition %d: the consumer skipped offsets %d..%d; routing those %d messages first",
-                            partition, expected, first - 1, len(skipped))
-                records = skipped + records
-        return records
 
-    async def route_records(records: list[Record]) -> None:
-        """Validate, estimate and decide ``records``; persist the decisions; then send the outputs."""
-        if not records:
-            return
-        started = time.perf_counter()
-        prepared = await asyncio.get_running_loop().run_in_executor(None, router.prepare, records)
-        emitted, observed = router.decide(prepared, decisions)
-        for partition in {r.partition for r in records}:
-            progress[f"{partition}/next"] = max(r.offset for r in records if r.partition == partition) + 1
-        telemetry.record_batch(prepared, emitted, time.perf_counter() - started)
-        await app.producer.flush()  # decisions and reservations reach the changelog first
-        await send_all(prepared.dead + observed + emitted)
+def register_agents(app: Any, service: RouterService) -> None:
+    """The router, reconciler and optimizer agents, the rebalance hook and the background start."""
+    config = service.config
 
-    async def wait_for_weights() -> bool:
-        """Pause routing until the weights arrive (at most ``router.weights_wait_s``); False on time-out."""
-        deadline = time.monotonic() + config.router.weights_wait_s
-        while watcher.latest() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if watcher.latest() is None:
-            log.warning("no weights %.0fs after this router's observation quota; observing on until they come",
-                        config.router.weights_wait_s)
-            return False
-        return True
-
-    async def route_observing(records: list[Record]) -> list[Record]:
-        """Route at most the observation quota ceil(eps*N) in the observation phase, then wait for the
-        weights; return the records left for the learned rule."""
-        while records and watcher.latest() is None and not phase_state["gave_up"]:
-            room = optimizer.target - router.observed
-            if room <= 0:
-                phase_state["gave_up"] = not await wait_for_weights()
-                break
-            await route_records(records[:room])
-            records = records[room:]
-        return records
-
-    @app.agent(raw_topic(queries_topic))
+    @app.agent(raw_topic(app, config.topics.name(T.QUERIES)))
     async def route(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, watcher.caught_up.wait)
-        if watcher.latest() is None:
-            router.observed = await loop.run_in_executor(None, topic_size, kafka.confluent(), names.observations)
+        await service.wait_until_ready()
         async for events in stream.take_events(config.router.batch_size, within=config.router.batch_window_s):
-            records = await with_skipped([to_record(e) for e in events])
-            await route_records(await route_observing(records))
+            await service.route_batch([to_record(e) for e in events])
 
-    @app.agent(raw_topic(config.topics.name(T.COMPLETIONS)))
+    @app.agent(raw_topic(app, config.topics.name(T.COMPLETIONS)))
     async def reconcile(stream: Any) -> None:
         async for event in stream.events():
-            await send_all(router.reconcile(to_record(event), decisions))
+            await service.reconcile(to_record(event))
 
-    @app.agent(raw_topic(names.observations))
+    @app.agent(raw_topic(app, service.names.observations))
     async def optimize(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
         async for event in stream.events():
-            metrics.record_observations(event.message.offset + 1, optimizer.target)
-            await loop.run_in_executor(None, optimizer.on_observation, event.message.offset)
-
-    def budget_report() -> dict[str, dict[str, float]]:
-        totals = router.spent_per_model()
-        return {m: {"limit": float(b), "spent": totals[m]} for m, b in zip(engine.models, budgets)}
+            await service.on_observation(event.message.offset)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        router.on_assigned({tp.partition for tp in assigned if tp.topic == queries_topic})
-        resumed.clear()
+        service.on_assigned({tp.partition for tp in assigned if tp.topic == service.queries_topic})
+
+    @app.task
+    async def start_background() -> None:
+        service.start_background()
+
+
+def register_pages(app: Any, service: RouterService) -> None:
+    """/health, /ready, /state and /metrics on Faust's web server, and the periodic exports."""
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
@@ -191,14 +118,12 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
-        is_ready = watcher.caught_up.is_set() and not app.rebalancing
-        return web.json({"ready": is_ready, "weights": watcher.describe()}, status=200 if is_ready else 503)
+        is_ready = service.watcher.caught_up.is_set() and not app.rebalancing
+        return web.json({"ready": is_ready, "weights": service.watcher.describe()}, status=200 if is_ready else 503)
 
     @app.page("/state")
     async def state(web: Any, request: Any) -> Any:
-        weights = watcher.latest()
-        return web.json({"budgets": budget_report(), "weights_version": None if weights is None else weights.version,
-                         "sent": dict(stats), "partitions": sorted(router.held or [])})
+        return web.json(service.state())
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -207,20 +132,11 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
 
     @app.timer(5.0)
     async def export_state() -> None:
-        telemetry.record_state(router, watcher.latest())
+        telemetry.record_state(service.router, service.watcher.latest())
 
     @app.timer(10.0)
     async def report() -> None:
-        burn = {m: round(v["spent"] / v["limit"], 3) if v["limit"] else None for m, v in budget_report().items()}
-        log.info("router: sent %s; weights %s; budget used (share of limit, partitions held) %s",
-                 dict(stats), watcher.describe(), burn)
-
-    @app.task
-    async def start_background() -> None:
-        watcher.start()
-        telemetry.start(router, kafka.confluent(), config.topics.prefix)
-
-    return app
+        service.log_report()
 
 
 def run_app(app: Any, loglevel: str = "info") -> None:
