@@ -201,3 +201,18 @@ def assert_state_matches(state: dict[str, Any], reserved: dict[str, float]) -> N
     """The router's budget state equals the sum of the charged decisions (no completions involved)."""
     for model, budget in state["budgets"].items():
         assert budget["spent"] == pytest.approx(reserved.get(model, 0.0), rel=1e-9, abs=1e-12), model
+
+
+def start_router(directory: Path, partitions: int = 2) -> tuple[Path, ServiceConfig, RouterProcess]:
+    """A fresh test configuration and a ready router on it."""
+    path = write_config(directory, partitions=partitions, n_expected=200)
+    router = RouterProcess(path, directory / "router.log").start()
+    router.wait_ready()
+    return path, load_config(path, {}), router
+
+
+def routed_wave(config: ServiceConfig, count: int, run: str, seed: int) -> list[str]:
+    """Produce ``count`` queries and check every one is decided; return their ids."""
+    ids = produce(config, random_queries(count, run, seed=seed))
+    assert_accounting(outcomes(config, len(ids)), ids)
+    return ids

@@ -98,13 +98,9 @@ def test_broker_stop_and_start_the_router_resumes(tmp_path: Path) -> None:
     h.require(pid_file.exists() and h.BOOTSTRAP.startswith("127.0.0.1:"),
             f"the broker at {h.BOOTSTRAP} was not started by scripts/kafka.sh ({pid_file} missing), "
             f"so this test cannot restart it")
-    path = h.write_config(tmp_path, partitions=2, n_expected=200)
-    config = load_config(path, {})
-    router = h.RouterProcess(path, tmp_path / "router.log").start()
+    _, config, router = h.start_router(tmp_path)
     try:
-        router.wait_ready()
-        before = h.produce(config, h.random_queries(100, "r1", seed=6))
-        h.assert_accounting(h.outcomes(config, len(before)), before)
+        before = h.routed_wave(config, 100, "r1", seed=6)
         kafka_script("stop")
         time.sleep(3)
         kafka_script("start", "--keep")
@@ -117,17 +113,12 @@ def test_broker_stop_and_start_the_router_resumes(tmp_path: Path) -> None:
         router.stop()
 
 
-
 def test_backlog_produced_while_the_router_is_down_is_routed_after_restart(tmp_path: Path) -> None:
     """A graceful restart with a backlog; faust-streaming has been seen to skip the first message
     of a partition here, which the router's skipped-input repair must route anyway."""
-    path = h.write_config(tmp_path, partitions=2, n_expected=200)
-    config = load_config(path, {})
-    router = h.RouterProcess(path, tmp_path / "router.log").start()
+    path, config, router = h.start_router(tmp_path)
     try:
-        router.wait_ready()
-        first = h.produce(config, h.random_queries(40, "g1", seed=8))
-        h.assert_accounting(h.outcomes(config, len(first)), first)
+        first = h.routed_wave(config, 40, "g1", seed=8)
         router.stop()
         second = h.produce(config, h.random_queries(40, "g2", seed=9))
         router = h.RouterProcess(path, tmp_path / "router2.log", "restarted router").start()
