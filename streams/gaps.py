@@ -37,3 +37,15 @@ def read_range(kafka_conf: dict[str, str], topic: str, partition: int, start: in
     finally:
         consumer.close()
     return records
+
+
+def log_start(kafka_conf: dict[str, str], topic: str, partition: int, timeout: float = 10.0) -> int:
+    """The first offset ``topic``/``partition`` still holds (where routing starts when nothing was routed)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**kafka_conf, "group.id": "unused-gap-reader"})
+    try:
+        low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        return low
+    finally:
+        consumer.close()

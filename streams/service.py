@@ -18,7 +18,7 @@ from streams import metrics, telemetry
 from streams import topics as T
 from streams.config import ServiceConfig
 from streams.data import budgets_in_order
-from streams.gaps import read_range
+from streams.gaps import log_start, read_range
 from streams.router import Outgoing, Record, Router, TopicNames
 from streams.weights import Optimizer, WeightsWatcher
 
@@ -82,10 +82,13 @@ class RouterService:
         for partition in sorted({r.partition for r in records} - self.resumed):
             self.resumed.add(partition)
             first = min(r.offset for r in records if r.partition == partition)
+            loop = asyncio.get_running_loop()
             expected = self.progress.get(f"{partition}/next")
-            log.info("routing partition %d from offset %d (next expected: %s)", partition, first, expected)
-            if expected is not None and first > expected:
-                skipped = await asyncio.get_running_loop().run_in_executor(
+            if expected is None:  # nothing routed from this partition yet: expect its first offset
+                expected = await loop.run_in_executor(None, log_start, self.kafka_conf, self.queries_topic, partition)
+            log.info("routing partition %d from offset %d (next expected: %d)", partition, first, expected)
+            if first > expected:
+                skipped = await loop.run_in_executor(
                     None, read_range, self.kafka_conf, self.queries_topic, partition, expected, first)
                 log.warning("partition %d: the consumer skipped offsets %d..%d; routing those %d messages first",
                             partition, expected, first - 1, len(skipped))
