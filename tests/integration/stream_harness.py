@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
+from router_core.datasets import SHARED_SUBSET, SHIPPED_SUBSET
 from schemas import QueryEvent
 from streams.config import ServiceConfig, load_config
 from streams.demo import broker_answers
@@ -32,7 +33,7 @@ from streams.topics import QUERIES, create_topics, topic_size
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-DATA = Path(os.environ.get("PORT_ROUTER_DATA", REPO.parent / "shared" / "data" / "routerbench-subset"))
+DATA = Path(os.environ.get("PORT_ROUTER_DATA", SHARED_SUBSET if SHARED_SUBSET.is_dir() else SHIPPED_SUBSET))
 DIMENSION = 384  # all-MiniLM-L6-v2
 
 
