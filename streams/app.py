@@ -1,10 +1,13 @@
 """The Faust application: router, optimizer and reconciler agents, state tables, health endpoints.
 
-Delivery: at-least-once input. Per micro-batch the router (1) validates, embeds and
-estimates in a worker thread, (2) records decisions and reservations in the changelog-backed
-tables, (3) flushes the producer so those changelog records are on the broker, and only then
-(4) sends the routed / unserved / observation / DLQ messages. A crash between (3) and (4)
-re-delivers the queries, which find their decision and re-emit it without a new charge.
+Delivery: at-least-once input. The router reads the queries topic itself
+(streams.query_input), from the positions in its changelog-backed ``progress`` table, for
+exactly the partitions whose state Faust assigned to this process. Per micro-batch it (1)
+validates, embeds and estimates in a worker thread, (2) records decisions and reservations in
+the changelog-backed ``decisions`` table, (3) flushes the producer so those changelog records
+are on the broker, (4) sends the routed / unserved / observation / DLQ messages and waits for
+the broker's acknowledgements, and only then (5) records the new positions. A crash before (5)
+re-reads the queries, which find their decisions and re-emit them without a new charge.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import Any
 
 from router_core.engine import RoutingEngine
 from streams import metrics, telemetry
-from streams import topics as T
 from streams.config import ServiceConfig, topic_name
+from streams.topics import COMPLETIONS
 from streams.ledger import key_partition
 from streams.router import Record
 from streams.service import RouterService
@@ -84,13 +87,7 @@ def register_agents(app: Any, service: RouterService) -> None:
     """The router, reconciler and optimizer agents, the rebalance hook and the background start."""
     config = service.config
 
-    @app.agent(raw_topic(app, config.topics.name(T.QUERIES)))
-    async def route(stream: Any) -> None:
-        await service.wait_until_ready()
-        async for events in stream.take_events(config.router.batch_size, within=config.router.batch_window_s):
-            await service.route_batch([to_record(e) for e in events])
-
-    @app.agent(raw_topic(app, config.topics.name(T.COMPLETIONS)))
+    @app.agent(raw_topic(app, config.topics.name(COMPLETIONS)))
     async def reconcile(stream: Any) -> None:
         async for event in stream.events():
             await service.reconcile(to_record(event))
@@ -100,13 +97,27 @@ def register_agents(app: Any, service: RouterService) -> None:
         async for event in stream.events():
             await service.on_observation(event.message.offset)
 
+    state_changelog = service.progress.changelog_topic.get_topic_name()
+
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        service.on_assigned({tp.partition for tp in assigned if tp.topic == service.queries_topic})
+        service.on_assigned({tp.partition for tp in assigned if tp.topic == state_changelog})
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await service.on_revoked()
 
     @app.task
     async def start_background() -> None:
         service.start_background()
+
+    @app.task
+    async def route() -> None:
+        await service.run(recovered=lambda: not app.rebalancing)
+
+    @app.timer(5.0)
+    async def watch_input() -> None:
+        await service.watch()
 
 
 def register_pages(app: Any, service: RouterService) -> None:
@@ -114,7 +125,9 @@ def register_pages(app: Any, service: RouterService) -> None:
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
+        healthy = service.watchdog.healthy()
+        return web.json({"status": "ok" if healthy else "input stalled", "stalled_seconds": {
+            str(p): round(s, 1) for p, s in service.watchdog.stalled_seconds().items()}}, status=200 if healthy else 503)
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:

@@ -147,6 +147,9 @@ class RouterSettings(_Section):
     seed: int = Field(0, description="seed of the observation phase's random choices")
     session_timeout_s: float = Field(10.0, ge=3, le=300, description="consumer-group session timeout: how "
                                      "soon the partitions of a crashed router move to the others")
+    stall_timeout_s: float = Field(60.0, ge=5, le=3600, description="a held queries partition with lag whose "
+                                   "position does not move for this long is re-read; after twice as long /health "
+                                   "fails")
     weights_wait_s: float = Field(30.0, ge=0, le=3600, description="after observing ceil(eps*N) queries, how long "
                                   "to pause routing for the learned weights before observing on")
 

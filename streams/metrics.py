@@ -88,6 +88,12 @@ WORKER_LATENCY = Histogram(
     "port_router_worker_llm_latency_seconds", "Latency of one LLM call made by a worker, per model.", ["model"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0), registry=REGISTRY)
 
+INPUT_STALL_RECOVERIES = Counter("port_router_input_stall_recoveries",
+                                 "Times the router re-read a stalled queries partition from its recorded position.",
+                                 registry=REGISTRY)
+INPUT_HEALTHY = Gauge("port_router_input_healthy",
+                      "1 while no held queries partition has been stalled for twice router.stall_timeout_s, else 0 "
+                      "(then /health fails).", registry=REGISTRY)
 LAG_ERRORS = Counter("port_router_consumer_lag_errors", "Failed attempts to read consumer lag from the broker.",
                      registry=REGISTRY)
 
@@ -136,6 +142,9 @@ BUDGET_SPENT = SnapshotGauges("port_router_budget_spent_dollars",
 BUDGET_REMAINING = SnapshotGauges("port_router_budget_remaining_dollars",
                                   "Budget share left to route with: limit - reserved - spent.", _BUDGET_LABELS,
                                   REGISTRY)
+INPUT_STALLED = SnapshotGauges("port_router_input_stalled_seconds",
+                               "Seconds a held queries partition has had lag without the router's position moving "
+                               "(0 when it moves or has no lag).", ("partition",), REGISTRY)
 CONSUMER_LAG = SnapshotGauges("port_router_consumer_lag_messages",
                               "Messages not yet consumed by a consumer group: high watermark - committed offset.",
                               ("group", "topic", "partition"), REGISTRY)
@@ -242,6 +251,12 @@ def record_worker_error(model: str, error: BaseException | str) -> None:
     """Count one failed query of ``model``; an exception is labelled by its class name."""
     kind = type(error).__name__ if isinstance(error, BaseException) else error
     WORKER_ERRORS.labels(model=model, error=bounded_label(kind)).inc()
+
+
+def record_input_stalls(stalled_seconds: dict[int, float], held: Iterable[int], healthy: bool) -> None:
+    """Export the stall clock of every held queries partition and the input's health."""
+    INPUT_STALLED.replace({(str(p),): stalled_seconds.get(p, 0.0) for p in held})
+    INPUT_HEALTHY.set(1 if healthy else 0)
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -11,18 +11,30 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import Any, MutableMapping, Sequence
+from typing import Any, Callable, MutableMapping, Sequence
 
 from router_core.engine import RoutingEngine
 from streams import metrics, telemetry
 from streams import topics as T
-from streams.config import ServiceConfig
+from streams.config import ServiceConfig, topic_name
 from streams.data import budgets_in_order
-from streams.gaps import log_start, read_range
+from streams.ledger import state_key
+from streams.query_input import InputPositions, QueryInput
 from streams.router import Outgoing, Record, Router, TopicNames
+from streams.watchdog import StallWatchdog
 from streams.weights import Optimizer, WeightsWatcher
 
 log = logging.getLogger(__name__)
+
+
+def progress_key(partition: int) -> str:
+    """Key of the next offset to route of input ``partition`` in the progress table."""
+    return state_key(partition, "next")
+
+
+def input_hint_group(config: ServiceConfig) -> str:
+    """The consumer group under which the router commits its input positions, for lag dashboards only."""
+    return topic_name(config.topics.prefix + config.router.app_id + "-queries")
 
 
 def topic_names(config: ServiceConfig) -> TopicNames:
@@ -33,7 +45,7 @@ def topic_names(config: ServiceConfig) -> TopicNames:
 
 
 class RouterService:
-    """Routes micro-batches: skipped-input repair, the observation quota, persist-then-send."""
+    """Routes micro-batches read from the positions the service owns; persists, then sends."""
 
     def __init__(self, config: ServiceConfig, engine: RoutingEngine, producer: Any,
                  decisions: MutableMapping[str, Any], progress: MutableMapping[str, Any]) -> None:
@@ -50,7 +62,12 @@ class RouterService:
                              seed=config.router.seed)
         self.optimizer = Optimizer(engine, self.budgets, self.kafka_conf, self.names.observations,
                                    config.topics.name(T.WEIGHTS), self.watcher)
-        self.resumed: set[int] = set()  # input partitions routed since the last assignment
+        self.positions = InputPositions()
+        self.watchdog = StallWatchdog(config.router.stall_timeout_s)
+        self.input: QueryInput | None = None
+        self.lock = asyncio.Lock()  # one batch at a time; a revocation waits for the batch in flight
+        self.pending: set[int] | None = None  # partitions assigned by the last rebalance, not yet read
+        self.paused = False  # True while routing waits for the learned weights
         self.gave_up_waiting = False  # True once waiting for the weights timed out
         self.sent: Counter = Counter()
 
@@ -67,69 +84,137 @@ class RouterService:
             self.router.observed = await loop.run_in_executor(None, T.topic_size, self.kafka_conf,
                                                               self.names.observations)
 
+    # -- ownership of the input, following Faust's assignment of the state --------------------
     def on_assigned(self, partitions: set[int]) -> None:
-        """A rebalance gave this process ``partitions`` of the queries topic."""
+        """A rebalance gave this process the state of ``partitions``; read them once it is recovered."""
+        self.pending = partitions
         self.router.on_assigned(partitions)
-        self.resumed.clear()
 
-    async def route_batch(self, records: list[Record]) -> None:
-        """Route one micro-batch taken from the queries topic."""
-        records = await self.with_skipped(records)
-        await self.route_records(await self.route_observing(records))
+    async def on_revoked(self) -> None:
+        """A rebalance is taking partitions away: finish the batch in flight, stop reading."""
+        async with self.lock:
+            self.pending = None
+            if self.input is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.input.assign, {})
+            self.positions.hold({})
+            await self.producer.flush()
 
-    async def with_skipped(self, records: list[Record]) -> list[Record]:
-        """Prepend the messages a partition skipped since its last routed offset (see streams.gaps)."""
-        for partition in sorted({r.partition for r in records} - self.resumed):
-            self.resumed.add(partition)
-            first = min(r.offset for r in records if r.partition == partition)
-            loop = asyncio.get_running_loop()
-            expected = self.progress.get(f"{partition}/next")
-            if expected is None:  # nothing routed from this partition yet: expect its first offset
-                expected = await loop.run_in_executor(None, log_start, self.kafka_conf, self.queries_topic, partition)
-            log.info("routing partition %d from offset %d (next expected: %d)", partition, first, expected)
-            if first > expected:
-                skipped = await loop.run_in_executor(
-                    None, read_range, self.kafka_conf, self.queries_topic, partition, expected, first)
-                log.warning("partition %d: the consumer skipped offsets %d..%d; routing those %d messages first",
-                            partition, expected, first - 1, len(skipped))
-                records = skipped + records
-        return records
+    async def resume(self, partitions: set[int]) -> None:
+        """Read ``partitions`` from the positions recorded in the recovered progress table."""
+        positions = {p: self.progress.get(progress_key(p)) for p in sorted(partitions)}
+        async with self.lock:
+            if self.input is None:
+                self.input = QueryInput(self.kafka_conf, self.queries_topic, input_hint_group(self.config))
+            await asyncio.get_running_loop().run_in_executor(None, self.input.assign, positions)
+            self.positions.hold(positions)
+        log.info("reading queries from %s", ", ".join(
+            f"partition {p} at {'the beginning' if o is None else f'offset {o}'}" for p, o in positions.items())
+            or "no partition")
 
-    async def route_observing(self, records: list[Record]) -> list[Record]:
-        """Route at most the observation quota ceil(eps*N) in the observation phase, then wait for the
-        weights; return the records left for the learned rule."""
-        while records and self.watcher.latest() is None and not self.gave_up_waiting:
-            room = self.optimizer.target - self.router.observed
-            if room <= 0:
-                self.gave_up_waiting = not await self.wait_for_weights()
-                break
-            await self.route_records(records[:room])
-            records = records[room:]
-        return records
+    async def run(self, recovered: Callable[[], bool]) -> None:
+        """The routing loop: poll, check continuity, route; follows assignments once ``recovered()``."""
+        await self.wait_until_ready()
+        loop = asyncio.get_running_loop()
+        batch, window = self.config.router.batch_size, self.config.router.batch_window_s
+        while True:
+            if self.pending is not None and recovered():
+                partitions, self.pending = self.pending, None
+                await self.resume(partitions)
+            if self.input is None or not self.positions.held():
+                await asyncio.sleep(window)
+                continue
+            records, ends = await loop.run_in_executor(None, self.input.poll, batch, window)
+            async with self.lock:
+                if not self.positions.held():
+                    continue  # revoked while polling: the next owner reads from the progress table
+                wait = await self.route_polled(records, ends)
+            if wait:
+                await self.wait_for_weights()
 
-    async def wait_for_weights(self) -> bool:
-        """Pause routing until the weights arrive (at most ``router.weights_wait_s``); False on time-out."""
+    async def route_polled(self, records: list[Record], ends: dict[int, int]) -> bool:
+        """Route the contiguous part of a polled batch; re-read the rest. True when routing must pause
+        for the learned weights."""
+        accepted = self.positions.accept(records)
+        for partition, (start, stop) in accepted.holes.items():
+            log.warning("partition %d: offsets %d..%d are not in the log (deleted or transaction markers); "
+                        "continuing at %d", partition, start, stop - 1, stop)
+        routable, pause = self.observation_quota(accepted.records)
+        await self.route_records(routable)
+        for partition, offset in accepted.rewind.items():
+            log.warning("partition %d: the consumer skipped offset %d; reading again from it", partition, offset)
+        rewind = dict(accepted.rewind)
+        for record in accepted.records[len(routable):]:
+            rewind.setdefault(record.partition, record.offset)  # beyond the observation quota: read later
+        assert self.input is not None
+        for partition, offset in rewind.items():
+            self.input.seek(partition, offset)
+        for partition, offset in ends.items():
+            if partition not in rewind:
+                self.positions.at_end(partition, offset)
+        return pause
+
+    def observation_quota(self, records: list[Record]) -> tuple[list[Record], bool]:
+        """(the leading records to route now, whether to pause for the weights afterwards): in the
+        observation phase a router routes at most ceil(eps*N) queries, then waits for the weights."""
+        if self.watcher.latest() is not None or self.gave_up_waiting:
+            return records, False
+        room = max(self.optimizer.target - self.router.observed, 0)
+        return records[:room], len(records) >= room
+
+    async def wait_for_weights(self) -> None:
+        """Pause routing until the weights arrive (at most ``router.weights_wait_s``), then observe on."""
         wait = self.config.router.weights_wait_s
         deadline = time.monotonic() + wait
-        while self.watcher.latest() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        self.paused = True
+        try:
+            while self.watcher.latest() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            self.paused = False
         if self.watcher.latest() is None:
             log.warning("no weights %.0fs after this router's observation quota; observing on until they come", wait)
-            return False
-        return True
+            self.gave_up_waiting = True
 
     async def route_records(self, records: list[Record]) -> None:
-        """Validate, estimate and decide ``records``; persist the decisions; then send the outputs."""
+        """Validate, estimate and decide ``records``; persist the decisions; send the outputs; then
+        record the new input positions (a crash before that re-reads them: they find their decisions)."""
         if not records:
             return
         started = time.perf_counter()
         prepared = await asyncio.get_running_loop().run_in_executor(None, self.router.prepare, records)
         emitted, observed = self.router.decide(prepared, self.decisions)
-        for partition in {r.partition for r in records}:
-            self.progress[f"{partition}/next"] = max(r.offset for r in records if r.partition == partition) + 1
         telemetry.record_batch(prepared, emitted, time.perf_counter() - started)
         await self.producer.flush()  # decisions and reservations reach the changelog first
         await self.send_all(prepared.dead + observed + emitted)
+        moved = self.positions.advance(records)
+        for partition, offset in moved.items():
+            self.progress[progress_key(partition)] = offset
+        assert self.input is not None
+        self.input.commit_hint(moved)
+
+    async def watch(self) -> None:
+        """One watchdog round: compare the positions with the broker's end offsets; re-read a stalled
+        partition from its position; export the stall clocks."""
+        if self.input is None:
+            return
+        held = dict(self.positions.next)
+        try:
+            ends = await asyncio.get_running_loop().run_in_executor(None, self.input.high_watermarks, list(held))
+        except Exception as exc:  # the broker may be briefly unreachable; the next round tries again
+            log.warning("watchdog: cannot read the end offsets of the queries topic: %s", exc)
+            return
+        stalled = self.watchdog.check(time.monotonic(), dict(self.positions.next), ends, self.paused)
+        if stalled:
+            async with self.lock:
+                positions = {p: o for p, o in self.positions.next.items()}
+                log.warning("input stalled on partitions %s (lag without progress for %.0fs): reading them again "
+                            "from %s", stalled, self.config.router.stall_timeout_s, positions)
+                await asyncio.get_running_loop().run_in_executor(None, self.input.assign, positions)
+            metrics.INPUT_STALL_RECOVERIES.inc()
+        if not self.watchdog.healthy():
+            log.error("input stalled for more than %.0fs on partitions %s: /health fails",
+                      2 * self.config.router.stall_timeout_s, sorted(self.watchdog.stalled_seconds()))
+        metrics.record_input_stalls(self.watchdog.stalled_seconds(), held, self.watchdog.healthy())
 
     async def reconcile(self, record: Record) -> None:
         """Apply one completion to the budget state."""
@@ -157,7 +242,8 @@ class RouterService:
         """The /state page."""
         weights = self.watcher.latest()
         return {"budgets": self.budget_report(), "weights_version": None if weights is None else weights.version,
-                "sent": dict(self.sent), "partitions": sorted(self.router.held or [])}
+                "sent": dict(self.sent), "partitions": sorted(self.router.held or []),
+                "input": {str(p): o for p, o in sorted(self.positions.next.items())}}
 
     def log_report(self) -> None:
         """One log line for operators: messages sent, weights, budget burn."""

@@ -1,0 +1,158 @@
+"""The router's input: the queries topic, read from positions the service owns.
+
+faust-streaming's consumer decided what reached the router and which offsets were
+committed, and it lost and stalled input under restarts (docs/STREAMS.md, "Crash and
+restart behaviour"). The router therefore reads the queries topic with its own
+confluent-kafka consumer, assigned by hand (no group subscription) to exactly the
+partitions whose state Faust gave this process, starting at the next offset recorded in
+the changelog-backed ``progress`` table. Committed offsets are written only as a hint
+for lag dashboards, under their own group id.
+
+``InputPositions`` is the pure bookkeeping (continuity of every partition, checked on
+every batch); ``QueryInput`` is the Kafka client.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from streams.router import Record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Accepted:
+    """What the continuity check made of one polled batch."""
+
+    records: list[Record] = field(default_factory=list)  # contiguous, in order, ready to route
+    rewind: dict[int, int] = field(default_factory=dict)  # partition -> offset to seek back to
+    holes: dict[int, tuple[int, int]] = field(default_factory=dict)  # partition -> confirmed [start, stop)
+
+
+class InputPositions:
+    """The next offset to route per held partition, and the continuity check of every batch.
+
+    A partition's position is None until its first record when nothing was ever routed from
+    it (reading starts at the log's beginning). A record beyond the expected offset is a
+    discontinuity: the batch is cut there and the partition is read again from the expected
+    offset. Only when the re-read starts at that same offset again is the hole accepted (the
+    broker no longer has those offsets, e.g. retention deleted them or they were transaction
+    markers), and reported.
+    """
+
+    def __init__(self) -> None:
+        self.next: dict[int, int | None] = {}
+        self._suspect: dict[int, tuple[int, int]] = {}  # partition -> (expected, seen instead)
+
+    def hold(self, positions: dict[int, int | None]) -> None:
+        """Start tracking ``positions`` (replaces the previous assignment)."""
+        self.next = dict(positions)
+        self._suspect.clear()
+
+    def held(self) -> set[int]:
+        """The partitions tracked."""
+        return set(self.next)
+
+    def accept(self, records: Iterable[Record]) -> Accepted:
+        """Split a polled batch into the contiguous records to route and the partitions to re-read."""
+        out = Accepted()
+        expected = dict(self.next)
+        for record in records:
+            p = record.partition
+            if p not in expected or p in out.rewind:
+                continue  # not held (any more), or already cut in this batch
+            want = expected[p]
+            if want is not None and record.offset < want:
+                continue  # read before: a seek back re-delivered it
+            if want is not None and record.offset > want:
+                if self._suspect.get(p) != (want, record.offset):
+                    self._suspect[p] = (want, record.offset)
+                    out.rewind[p] = want
+                    continue
+                out.holes[p] = (want, record.offset)
+            self._suspect.pop(p, None)
+            out.records.append(record)
+            expected[p] = record.offset + 1
+        return out
+
+    def advance(self, records: Sequence[Record]) -> dict[int, int]:
+        """Move the positions past ``records`` (routed); return the new positions of their partitions."""
+        moved: dict[int, int] = {}
+        for record in records:
+            if record.partition in self.next:
+                moved[record.partition] = max(moved.get(record.partition, 0), record.offset + 1)
+        self.next.update(moved)
+        return moved
+
+    def at_end(self, partition: int, offset: int) -> None:
+        """The consumer reached the end of ``partition`` at ``offset``: nothing lies before it unread."""
+        current = self.next.get(partition, -1)
+        if partition in self.next and (current is None or offset > current):
+            log.debug("partition %d: end of log at %d (position %s)", partition, offset, current)
+            self.next[partition] = offset
+
+
+class QueryInput:
+    """A confluent-kafka consumer of the queries topic, assigned by hand at given positions."""
+
+    def __init__(self, kafka_conf: dict[str, str], topic: str, hint_group: str) -> None:
+        from confluent_kafka import Consumer
+
+        self.topic = topic
+        self.consumer = Consumer({
+            **kafka_conf, "group.id": hint_group, "enable.auto.commit": False, "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest", "enable.partition.eof": True,
+        })
+
+    def assign(self, positions: dict[int, int | None]) -> None:
+        """Read exactly these partitions, each from its offset (None: from the log's beginning)."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING if o is None else o)
+                              for p, o in sorted(positions.items())])
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read ``partition`` again from ``offset``."""
+        from confluent_kafka import TopicPartition
+
+        self.consumer.seek(TopicPartition(self.topic, partition, offset))
+
+    def poll(self, max_records: int, timeout: float) -> tuple[list[Record], dict[int, int]]:
+        """Up to ``max_records`` records (waiting at most ``timeout`` s), and {partition: end offset}
+        for the partitions whose end was reached."""
+        from confluent_kafka import KafkaError
+
+        records: list[Record] = []
+        ends: dict[int, int] = {}
+        for message in self.consumer.consume(max_records, timeout):
+            error = message.error()
+            if error is None:
+                records.append(Record(message.topic(), message.partition(), message.offset(), message.key(),
+                                      message.value()))
+            elif error.code() == KafkaError._PARTITION_EOF:
+                ends[message.partition()] = message.offset()
+            else:
+                log.warning("queries consumer: %s", error)
+        return records, ends
+
+    def high_watermarks(self, partitions: Iterable[int], timeout: float = 5.0) -> dict[int, int]:
+        """The broker's end offset of each partition."""
+        from confluent_kafka import TopicPartition
+
+        return {p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)[1]
+                for p in partitions}
+
+    def commit_hint(self, positions: dict[int, int]) -> None:
+        """Record ``positions`` as the hint group's committed offsets (for lag dashboards only)."""
+        from confluent_kafka import TopicPartition
+
+        if positions:
+            self.consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in positions.items()],
+                                 asynchronous=True)
+
+    def close(self) -> None:
+        """Leave the broker."""
+        self.consumer.close()
