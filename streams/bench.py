@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -26,7 +25,8 @@ import numpy as np
 
 from schemas import QueryEvent
 from streams.config import ServiceConfig, load_config
-from streams.demo import REPO, Processes, wait_ready
+from streams import processes
+from streams.processes import REPO, ServiceProcess
 from streams.produce import QuerySource, produce_with_retry
 from streams.topics import QUERIES, TopicSpec, create_topics
 
@@ -129,33 +129,31 @@ def queries_for(source: QuerySource, prefix: str, embeddings: np.ndarray | None)
 
 
 def run_router(args: argparse.Namespace, name: str, source: QuerySource, embeddings: np.ndarray | None,
-               children: Processes) -> RunResult:
+               children: list[ServiceProcess]) -> RunResult:
     """One router run: start, warm up until the weights are learned, measure."""
-    from streams.demo import router_state
     from streams.outcomes import output_topics
 
     config, env = fresh_config(args.config, "r")
     create_topics(config)
-    process = children.start(name.replace(" ", "-").replace(",", ""),
-                             [sys.executable, "-m", "streams.cli", "serve", "--config", args.config], env)
-    url = f"http://{config.router.web_host}:{config.router.web_port}"
-    wait_ready(url + "/ready", process, timeout=args.timeout)
+    log_path = REPO / ".cache" / "bench-logs" / f"{name.replace(' ', '-').replace(',', '')}.log"
+    process = processes.router(args.config, log_path, name, web_port=config.router.web_port, env=env)
+    children.append(process.start())
+    process.wait_ready(timeout=args.timeout)
     topics = [t for t, kind in output_topics(config).items() if kind != "completion"]
     warmup = queries_for(source, "w:", embeddings)[: max(64, 2 * config.port.n_expected // 40 + 32)]
     measure(f"{name} (warm-up)", config, topics, warmup, args.timeout)
     deadline = time.monotonic() + args.timeout
-    while router_state(url + "/state")["weights_version"] is None:
+    while process.state()["weights_version"] is None:
         if time.monotonic() > deadline:
             raise TimeoutError("the weights were not learned during the warm-up")
         time.sleep(0.5)
     result = measure(name, config, topics, queries_for(source, "m:", embeddings), args.timeout, args.rate)
-    process.terminate()
-    process.wait(60)
+    process.stop()
     return result
 
 
 def run_passthrough(args: argparse.Namespace, source: QuerySource, embeddings: np.ndarray,
-                    children: Processes) -> RunResult:
+                    children: list[ServiceProcess]) -> RunResult:
     """The pass-through run, on the same events as the precomputed-embedding router run."""
     from streams.passthrough import OUTPUT
 
@@ -163,14 +161,14 @@ def run_passthrough(args: argparse.Namespace, source: QuerySource, embeddings: n
     output = config.topics.name(OUTPUT)
     create_topics(config, specs=[TopicSpec(config.topics.name(QUERIES), config.topics.query_partitions, {}),
                                  TopicSpec(output, config.topics.query_partitions, {})])
-    process = children.start("passthrough", [sys.executable, "-m", "streams.passthrough", "--config", args.config],
-                             env)
-    wait_ready(f"http://{config.router.web_host}:{config.router.web_port}/ready", process, timeout=args.timeout)
+    process = ServiceProcess("passthrough", ["--config", args.config], REPO / ".cache" / "bench-logs" / "passthrough.log",
+                             env, web_port=config.router.web_port, module="streams.passthrough")
+    children.append(process.start())
+    process.wait_ready(timeout=args.timeout)
     measure("pass-through (warm-up)", config, [output], queries_for(source, "w:", embeddings)[:64], args.timeout)
     result = measure("pass-through Faust agent", config, [output], queries_for(source, "m:", embeddings),
                      args.timeout, args.rate)
-    process.terminate()
-    process.wait(60)
+    process.stop()
     return result
 
 
@@ -186,13 +184,13 @@ def run_bench(args: argparse.Namespace) -> int:
     source = QuerySource(tuple(f"{stream.ids[r]}#{i // len(stream)}" for i, r in enumerate(rows)),
                          tuple(stream.prompts[r] for r in rows))
     embeddings = stream_embeddings(engine, list(stream.prompts))[rows]
-    children = Processes(REPO / ".cache" / "bench-logs")
+    children: list[ServiceProcess] = []
     try:
         results = [run_passthrough(args, source, embeddings, children),
                    run_router(args, "router, precomputed embeddings", source, embeddings, children),
                    run_router(args, "router, text (embeds in the router)", source, None, children)]
     finally:
-        children.stop_all()
+        processes.stop_all(children)
     baseline = results[0].queries_per_second
     rows = [{**asdict(r), "throughput_vs_passthrough": round(r.queries_per_second / baseline, 3)} for r in results]
     for row in rows:

@@ -114,6 +114,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    """The chaos soak on the local broker."""
+    from streams.chaos import run_chaos
+
+    return run_chaos(args)
+
+
 def cmd_bench_stream(args: argparse.Namespace) -> int:
     """Throughput and latency of the router against a pass-through agent."""
     from streams.bench import run_bench
@@ -127,19 +134,18 @@ def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def add_lag_parser(subparsers: argparse._SubParsersAction) -> None:
-    """The ``lag`` command; its arguments come from streams.lag when that module is present."""
+    """The ``lag`` command; its arguments come from streams.lag."""
+    from streams import lag
+
     parser = subparsers.add_parser("lag", help="consumer lag per group and topic")
     parser.set_defaults(handler=cmd_lag)
-    try:
-        from streams import lag
-    except ImportError:
-        return
     lag.add_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     from router_core import cli as core_cli
+    from streams import chaos as chaos_module
 
     parser = argparse.ArgumentParser(prog="port-router", description="PORT router: stream service and offline tools")
     parser.add_argument("--log-level", dest="loglevel", default="info", choices=["debug", "info", "warning", "error"])
@@ -186,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=float, default=0.0,
                        help="queries per second in the measured runs (0: as fast as possible)")
     bench.set_defaults(handler=cmd_bench_stream)
+
+    chaos = _with_config(sub.add_parser("chaos", help="soak under router kills, a broker restart and a paused worker"))
+    chaos_module.add_arguments(chaos)
+    chaos.set_defaults(handler=cmd_chaos)
 
     add_lag_parser(sub)
     core_cli.register(sub)

@@ -12,87 +12,23 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+from streams import processes
 from streams.config import ServiceConfig, load_config
 from streams.outcomes import OutcomeTally, follow_outcomes
+from streams.processes import KAFKA_SCRIPT, REPO, broker_answers, get_json
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parent.parent
-KAFKA_SCRIPT = REPO / "scripts" / "kafka.sh"
-
-
-class Processes:
-    """Child processes started by the demo, stopped (SIGTERM, then SIGKILL) in reverse order."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.children: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        """Start ``argv`` with its output in ``<log_dir>/<name>.log``."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        handle = (self.log_dir / f"{name}.log").open("w")
-        child = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        self.children.append((name, child))
-        return child
-
-    def stop_all(self) -> None:
-        """Terminate every child and wait for it."""
-        for _, child in reversed(self.children):
-            if child.poll() is None:
-                child.terminate()
-        for name, child in reversed(self.children):
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within 30s; killing it", name)
-                child.kill()
-                child.wait()
-
-
-def broker_answers(bootstrap: str) -> bool:
-    """True when a broker answers a metadata request at ``bootstrap``."""
-    from confluent_kafka.admin import AdminClient
-
-    try:
-        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3)
-        return True
-    except Exception:  # confluent-kafka raises KafkaException on timeout
-        return False
-
-
-def wait_ready(url: str, router: subprocess.Popen, timeout: float) -> None:
-    """Wait until the router's /ready answers 200 (raises if it exits or the time runs out)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if router.poll() is not None:
-            raise RuntimeError(f"the router exited with status {router.returncode}; see its log")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"the router was not ready within {timeout:.0f}s")
-
-
-def router_state(url: str) -> dict[str, Any]:
-    """The router's /state page (budgets, weights version)."""
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def budget_status(url: str) -> Callable[[], str]:
     """A live status function: weights version and budget left per model, from the router's /state."""
     def status() -> str:
         try:
-            state = router_state(url)
+            state = get_json(url)
         except OSError as exc:
             return f"(router state unavailable: {exc})"
         left = ", ".join(f"{model.split('/')[-1]} {100 * (1 - b['spent'] / b['limit']):.0f}%"
@@ -152,7 +88,8 @@ def run_demo(args: argparse.Namespace) -> int:
     config = load_config(args.config, env)
     bootstrap = config.kafka.bootstrap_servers
     started_broker = False
-    children = Processes(REPO / ".cache" / "demo-logs")
+    log_dir = REPO / ".cache" / "demo-logs"
+    children: list[processes.ServiceProcess] = []
     try:
         if not broker_answers(bootstrap):
             port = bootstrap.rsplit(":", 1)[-1]
@@ -163,21 +100,20 @@ def run_demo(args: argparse.Namespace) -> int:
         if stream is None:
             raise RuntimeError("the demo needs history_rows in the configuration (a held-out query stream)")
         n = min(args.queries, len(stream))
-        python = [sys.executable, "-m", "streams.cli", "--log-level", "info"]
-        router = children.start("router", python + ["serve", "--config", args.config], env)
-        base_url = f"http://{config.router.web_host}:{config.router.web_port}"
+        router = processes.router(args.config, log_dir / "router.log", web_port=config.router.web_port, env=env)
+        children.append(router.start())
         print(f"demo: topics under prefix {prefix!r}; router starting (builds or loads the index; logs in "
-              f"{children.log_dir})")
-        wait_ready(base_url + "/ready", router, timeout=args.timeout)
+              f"{log_dir})")
+        router.wait_ready(timeout=args.timeout)
         for model in config.models:
-            children.start(f"worker-{model.name.replace('/', '_')}",
-                           python + ["worker", "--config", args.config, "--model", model.name], env)
+            log_path = log_dir / f"worker-{model.name.replace('/', '_')}.log"
+            children.append(processes.worker(args.config, model.name, log_path, env=env).start())
         source = QuerySource(stream.ids[:n], stream.prompts[:n])
         ids = publish(config.kafka.confluent(), config.topics.name(QUERIES), events(source, "demo:"), n)
         tally = follow_outcomes(config, len(ids), timeout=args.timeout, live=True,
-                                status=budget_status(base_url + "/state"))
+                                status=budget_status(router.url("/state")))
         tally.produced = len(ids)
-        state = router_state(base_url + "/state")
+        state = router.state()
         print_table(config, tally, state)
         result = summary(tally, state, config)
         if args.json:
@@ -185,6 +121,6 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"summary written to {args.json}")
         return 0 if tally.decided() == len(ids) else 1
     finally:
-        children.stop_all()
+        processes.stop_all(children)
         if started_broker:
             subprocess.run([str(KAFKA_SCRIPT), "stop"], check=False, env=env)

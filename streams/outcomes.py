@@ -30,6 +30,7 @@ class OutcomeTally:
     cost: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     placements: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # id -> {topic kinds}
     routed_messages: list[dict[str, Any]] = field(default_factory=list)
+    unserved_messages: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     completions: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> completion (first)
 
@@ -50,6 +51,7 @@ class OutcomeTally:
                 self.unserved += 1
                 self.unserved_reasons[value["reason"]] += 1
             self.placements[value["query_id"]].add("unserved")
+            self.unserved_messages.append(value)
         elif topic_kind == "dlq":
             self.dlq += 1
             self.dead_letters.append(value)

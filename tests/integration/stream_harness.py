@@ -7,14 +7,7 @@ they fail under CI=true and skip loudly otherwise.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,7 +19,8 @@ import yaml
 from router_core.datasets import SHARED_SUBSET, SHIPPED_SUBSET
 from schemas import QueryEvent
 from streams.config import ServiceConfig, load_config
-from streams.demo import broker_answers
+from streams import processes
+from streams.processes import broker_answers
 from streams.outcomes import OutcomeTally, follow_outcomes
 from streams.produce import publish
 from streams.topics import QUERIES, create_topics, topic_size
@@ -53,13 +47,6 @@ def require_environment() -> None:
     require(DATA.is_dir(), f"the RouterBench subset is not at {DATA} (set PORT_ROUTER_DATA)")
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def write_config(directory: Path, partitions: int = 2, n_expected: int = 200, budget_scale: float = 1.0) -> Path:
     """A test configuration: the example one under a unique topic prefix, on the test broker."""
     data = yaml.safe_load((REPO / "examples" / "config.yaml").read_text())
@@ -79,59 +66,9 @@ def write_config(directory: Path, partitions: int = 2, n_expected: int = 200, bu
     return path
 
 
-class RouterProcess:
-    """A ``port-router serve`` child process with its own web port and log file."""
-
-    def __init__(self, config_path: Path, log_path: Path, name: str = "router") -> None:
-        self.config_path = config_path
-        self.log_path = log_path
-        self.port = free_port()
-        self.name = name
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "RouterProcess":
-        """Start the router (returns at once; see ``wait_ready``)."""
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PORT_ROUTER__ROUTER__WEB_PORT": str(self.port)}
-        handle = self.log_path.open("a")
-        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--config",
-                                         str(self.config_path)], stdout=handle, stderr=subprocess.STDOUT,
-                                        env=env, cwd=REPO)
-        return self
-
-    def wait_ready(self, timeout: float = 240.0) -> None:
-        """Wait for /ready == 200; fail with the log tail if the process exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                pytest.fail(f"{self.name} exited ({self.process.returncode}):\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(1)
-        pytest.fail(f"{self.name} not ready in {timeout}s:\n{self.log_tail()}")
-
-    def state(self) -> dict[str, Any]:
-        """The /state page."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/state", timeout=10) as response:
-            return json.loads(response.read())
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
-        """Send ``sig`` and wait for the exit."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The end of the router's log."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+def router_process(config_path: Path, log_path: Path, name: str = "router") -> processes.ServiceProcess:
+    """A ``port-router serve`` child process on a free web port (call ``start()``)."""
+    return processes.router(config_path, log_path, name)
 
 
 def random_queries(count: int, run: str, seed: int = 0, text_every: int = 0) -> list[QueryEvent]:
@@ -204,10 +141,10 @@ def assert_state_matches(state: dict[str, Any], reserved: dict[str, float]) -> N
         assert budget["spent"] == pytest.approx(reserved.get(model, 0.0), rel=1e-9, abs=1e-12), model
 
 
-def start_router(directory: Path, partitions: int = 2) -> tuple[Path, ServiceConfig, RouterProcess]:
+def start_router(directory: Path, partitions: int = 2) -> tuple[Path, ServiceConfig, processes.ServiceProcess]:
     """A fresh test configuration and a ready router on it."""
     path = write_config(directory, partitions=partitions, n_expected=200)
-    router = RouterProcess(path, directory / "router.log").start()
+    router = router_process(path, directory / "router.log").start()
     router.wait_ready()
     return path, load_config(path, {}), router
 

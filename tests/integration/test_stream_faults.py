@@ -40,7 +40,7 @@ def assert_one_model_per_query(tally) -> None:  # noqa: ANN001 (OutcomeTally)
 def test_kill_9_mid_stream_then_restart(tmp_path: Path) -> None:
     path = h.write_config(tmp_path, partitions=2, n_expected=200, budget_scale=3.0)
     config = load_config(path, {})
-    router = h.RouterProcess(path, tmp_path / "router.log").start()
+    router = h.router_process(path, tmp_path / "router.log").start()
     try:
         router.wait_ready()
         queries = h.random_queries(600, "k", seed=4)
@@ -49,7 +49,7 @@ def test_kill_9_mid_stream_then_restart(tmp_path: Path) -> None:
         time.sleep(2.0)  # mid-stream: about a third produced
         router.stop(signal.SIGKILL)
         producer.join()
-        router = h.RouterProcess(path, tmp_path / "router2.log", "restarted router").start()
+        router = h.router_process(path, tmp_path / "router2.log", "restarted router").start()
         router.wait_ready()
         tally = h.outcomes(config, len(queries))
         produced = [q.id for q in queries]
@@ -65,7 +65,7 @@ def test_kill_9_mid_stream_then_restart(tmp_path: Path) -> None:
 def test_two_routers_share_four_partitions(tmp_path: Path) -> None:
     path = h.write_config(tmp_path, partitions=4, n_expected=200)
     config = load_config(path, {})
-    routers = [h.RouterProcess(path, tmp_path / f"router{i}.log", f"router {i}").start() for i in range(2)]
+    routers = [h.router_process(path, tmp_path / f"router{i}.log", f"router {i}").start() for i in range(2)]
     try:
         for router in routers:
             router.wait_ready()
@@ -120,7 +120,7 @@ def test_backlog_produced_while_the_router_is_down_is_routed_after_restart(tmp_p
         first = h.routed_wave(config, 40, "g1", seed=8)
         router.stop()
         second = h.produce(config, h.random_queries(40, "g2", seed=9))
-        router = h.RouterProcess(path, tmp_path / "router2.log", "restarted router").start()
+        router = h.router_process(path, tmp_path / "router2.log", "restarted router").start()
         router.wait_ready()
         tally = h.outcomes(config, len(first) + len(second))
         h.assert_accounting(tally, first + second)

@@ -17,6 +17,7 @@ import pytest
 
 from schemas import QueryEvent
 from streams.config import load_config
+from streams.processes import ServiceProcess
 from streams.data import load_split
 from streams.outcomes import follow_outcomes
 from streams.produce import publish_raw
@@ -24,7 +25,7 @@ from streams.topics import OBSERVATIONS, QUERIES, WEIGHTS
 
 from stream_harness import (
     REPO,
-    RouterProcess,
+    router_process,
     assert_accounting,
     assert_budgets,
     assert_state_matches,
@@ -46,7 +47,7 @@ def start_worker(config_path: Path, model: str, directory: Path) -> subprocess.P
                              model], stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=os.environ.copy())
 
 
-def wait_for_state(router: RouterProcess, actual: dict[str, float], timeout: float = 30.0) -> dict[str, Any]:
+def wait_for_state(router: ServiceProcess, actual: dict[str, float], timeout: float = 30.0) -> dict[str, Any]:
     """The router's /state once its spend matches the completions' costs (reconciliation is asynchronous)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -65,7 +66,7 @@ def _environment() -> None:
 def test_accounting_budgets_and_weights_recovered_after_restart(tmp_path: Path) -> None:
     path = write_config(tmp_path, partitions=2, n_expected=200)
     config = load_config(path, {})
-    router = RouterProcess(path, tmp_path / "router.log").start()
+    router = router_process(path, tmp_path / "router.log").start()
     try:
         router.wait_ready()
         first = produce(config, random_queries(240, "a", seed=1, text_every=20))
@@ -80,7 +81,7 @@ def test_accounting_budgets_and_weights_recovered_after_restart(tmp_path: Path) 
         assert observations == 5, "one router observes exactly ceil(eps * N) = ceil(0.025 * 200) queries"
 
         router.stop()
-        router = RouterProcess(path, tmp_path / "router2.log", "restarted router").start()
+        router = router_process(path, tmp_path / "router2.log", "restarted router").start()
         router.wait_ready()
         second = produce(config, random_queries(60, "b", seed=2))
         tally = outcomes(config, len(first) + len(second))
@@ -97,7 +98,7 @@ def test_accounting_budgets_and_weights_recovered_after_restart(tmp_path: Path) 
 def test_malformed_input_goes_to_dlq_while_valid_traffic_flows(tmp_path: Path) -> None:
     path = write_config(tmp_path, partitions=2)
     config = load_config(path, {})
-    router = RouterProcess(path, tmp_path / "router.log").start()
+    router = router_process(path, tmp_path / "router.log").start()
     try:
         router.wait_ready()
         valid = random_queries(40, "v", seed=3)
@@ -130,7 +131,7 @@ def test_malformed_input_goes_to_dlq_while_valid_traffic_flows(tmp_path: Path) -
 def test_completions_replace_reservations_and_spend_stays_within_budgets(tmp_path: Path) -> None:
     path = write_config(tmp_path, partitions=2, n_expected=200)
     config = load_config(path, {})
-    router = RouterProcess(path, tmp_path / "router.log").start()
+    router = router_process(path, tmp_path / "router.log").start()
     workers = [start_worker(path, model.name, tmp_path) for model in config.models]
     try:
         router.wait_ready()

@@ -20,10 +20,11 @@ import pytest
 import yaml
 
 from opstools import REPO, tool
+from streams.processes import free_port
 
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 from stream_harness import (  # noqa: E402  (the stream service's own test harness)
-    RouterProcess, free_port, outcomes, produce, random_queries, require_environment, write_config)
+    router_process, outcomes, produce, random_queries, require_environment, write_config)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SCRAPE_INTERVAL_S = 1
@@ -128,10 +129,10 @@ def test_prometheus_scrapes_routed_rate_and_consumer_lag(tmp_path: Path) -> None
 
     path = write_config(tmp_path, partitions=2, n_expected=200)
     config = load_config(path, {})
-    router = RouterProcess(path, tmp_path / "router.log").start()
+    router = router_process(path, tmp_path / "router.log").start()
     worker_port = free_port()
     worker: subprocess.Popen | None = None
-    prometheus = Prometheus(tmp_path, {"router": f"127.0.0.1:{router.port}", "worker": f"127.0.0.1:{worker_port}"})
+    prometheus = Prometheus(tmp_path, {"router": f"127.0.0.1:{router.web_port}", "worker": f"127.0.0.1:{worker_port}"})
     try:
         router.wait_ready()
         prometheus.start()
