@@ -122,7 +122,7 @@ def test_backlog_produced_while_the_router_is_down_is_routed_after_restart(tmp_p
         second = h.produce(config, h.random_queries(40, "g2", seed=9))
         router = h.router_process(path, tmp_path / "router2.log", "restarted router").start()
         router.wait_ready()
-        tally = h.outcomes(config, len(first) + len(second))
+        tally = h.outcomes(config, len(first) + len(second), timeout=30.0)  # the backlog is routed within 30 s
         h.assert_accounting(tally, first + second)
         h.assert_state_matches(router.state(), h.assert_budgets(config, tally))
     finally:
