@@ -82,6 +82,7 @@ class SoakReport:
     budget_overruns: int
     max_share_used: float
     longest_stall_s: float
+    stall_began_s: float  # seconds after the first query was produced
     faults: list[str] = field(default_factory=list)
 
     def ok(self) -> bool:
@@ -101,33 +102,44 @@ def decisions_by_id(tally: OutcomeTally) -> dict[str, set[str]]:
 
 
 def share_usage(config: ServiceConfig, tally: OutcomeTally) -> tuple[int, float]:
-    """(number of (partition, model) shares whose reservations exceed B_i / P, the largest fraction used)."""
-    reserved: dict[tuple[int, str], float] = {}
+    """(number of (partition, model) shares whose charges exceed B_i / P, the largest fraction used).
+
+    A query is routed only if its estimate fits in what its share has left, counting the other
+    queries at their estimate until their completion arrives and at their actual cost after.
+    So, whatever the order of completions, the sum over routed queries of min(actual, estimate)
+    (the estimate while no completion arrived) can never exceed the share: that is checked."""
+    charged: dict[tuple[int, str], float] = {}
     first: dict[str, dict[str, Any]] = {}
     for message in tally.routed_messages:
         first.setdefault(message["query"]["id"], message)
-    for message in first.values():
+    for query_id, message in first.items():
+        completion = tally.completions.get(query_id)
+        estimate = message["estimated_cost"]
+        cost = estimate if completion is None else min(estimate, completion["cost"])
         key = (message["partition"], message["model"])
-        reserved[key] = reserved.get(key, 0.0) + message["estimated_cost"]
+        charged[key] = charged.get(key, 0.0) + cost
     partitions = config.topics.query_partitions
-    used = [(dollars, config.model(model).budget / partitions) for (_, model), dollars in reserved.items()]
+    used = [(dollars, config.model(model).budget / partitions) for (_, model), dollars in charged.items()]
     overruns = sum(1 for dollars, share in used if dollars > share * (1 + 1e-9))
     return overruns, max((d / s for d, s in used if s > 0), default=0.0)
 
 
-def longest_stall(produced: list[float], decided: list[float]) -> float:
-    """The longest time during which a produced query waited for a decision and none was made.
+def longest_stall(produced: list[float], decided: list[float]) -> tuple[float, float]:
+    """(the longest time during which a produced query waited for a decision and none was made,
+    the moment it began).
 
     After k decisions, some query is pending from the moment the (k+1)-th query was produced;
     the wait ends with decision k+1.
     """
     produced, decided = sorted(produced), sorted(decided)
-    longest, previous = 0.0, float("-inf")
+    longest, began, previous = 0.0, 0.0, float("-inf")
     for k, moment in enumerate(decided):
         if k < len(produced):
-            longest = max(longest, moment - max(previous, produced[k]))
+            start = max(previous, produced[k])
+            if moment - start > longest:
+                longest, began = moment - start, start
         previous = moment
-    return round(longest, 2)
+    return round(longest, 2), began
 
 
 def first_decision_times(tally: OutcomeTally) -> list[float]:
@@ -146,13 +158,15 @@ def report(seed: int, config: ServiceConfig, tally: OutcomeTally, produced_at: d
     decided = decisions_by_id(tally)
     overruns, max_used = share_usage(config, tally)
     first_routed = {m["query"]["id"] for m in tally.routed_messages}
+    stall, began = longest_stall(list(produced_at.values()), first_decision_times(tally))
+    started = min(produced_at.values(), default=0.0)
     return SoakReport(
         seed=seed, produced=len(produced_at), routed=sum(tally.routed.values()), unserved=tally.unserved,
         dlq=tally.dlq, lost=len(set(produced_at) - set(decided)),
         decided_twice=sum(1 for kinds in decided.values() if len(kinds) > 1),
         re_emitted=len(tally.routed_messages) - len(first_routed) + len(tally.unserved_messages) - tally.unserved,
         budget_overruns=overruns, max_share_used=round(max_used, 4),
-        longest_stall_s=longest_stall(list(produced_at.values()), first_decision_times(tally)), faults=faults)
+        longest_stall_s=stall, stall_began_s=round(began - started, 1), faults=faults)
 
 
 class Soak:
@@ -170,11 +184,10 @@ class Soak:
         self.config = load_config(args.config, self.env)
         self.routers: list[ServiceProcess] = []
         self.workers: list[ServiceProcess] = []
-        self.restarts = 0
+        self.slots = [threading.Lock() for _ in range(args.routers)]  # one fault at a time per router
 
     def start_router(self, slot: int) -> None:
         """Start (or start again) the router in ``slot``."""
-        self.restarts += slot < len(self.routers)
         process = processes.router(self.args.config, self.log_dir / f"router{slot}.log", f"router {slot}",
                                    env=self.env).start()
         if slot < len(self.routers):
@@ -182,14 +195,37 @@ class Soak:
         else:
             self.routers.append(process)
 
+    def inject(self, fault: Fault, started: float, done: list[str]) -> None:
+        """Wait for ``fault``'s moment, inject it, undo it after its hold time; note it in ``done``."""
+        time.sleep(max(0.0, started + fault.at - time.monotonic()))
+        at = time.monotonic() - started
+        self.apply(fault)
+        target = f" (router {fault.target})" if "router" in fault.action else ""
+        done.append(f"{at:6.1f}s {fault.label}{target}, back after {time.monotonic() - started - at:.1f}s")
+
+    def supervise(self, producer: threading.Thread, faults: list[threading.Thread]) -> None:
+        """Start again, as an orchestrator would, a router that exited outside a fault (e.g. one that
+        started while the broker was down), until the stream and the faults are over."""
+        while producer.is_alive() or any(thread.is_alive() for thread in faults):
+            for slot, lock in enumerate(self.slots):
+                if lock.acquire(blocking=False):
+                    try:
+                        if not self.routers[slot].alive():
+                            log.warning("chaos: router %d exited by itself; starting it again", slot)
+                            self.start_router(slot)
+                    finally:
+                        lock.release()
+            time.sleep(1.0)
+
     def apply(self, fault: Fault) -> None:
-        """Inject ``fault`` and undo it after its hold time (the restart happens in this thread)."""
+        """Inject ``fault`` and undo it after its hold time."""
         log.info("chaos: %s (%s)", fault.label, fault.action)
         if fault.action in ("sigkill-router", "sigterm-router"):
             sig = signal.SIGKILL if fault.action == "sigkill-router" else signal.SIGTERM
-            self.routers[fault.target].stop(sig)
-            time.sleep(fault.hold)
-            self.start_router(fault.target)
+            with self.slots[fault.target]:
+                self.routers[fault.target].stop(sig)
+                time.sleep(fault.hold)
+                self.start_router(fault.target)
         elif fault.action == "restart-broker":
             port = self.config.kafka.bootstrap_servers.rsplit(":", 1)[-1]
             env = {**os.environ, "KAFKA_PORT": port}
@@ -228,14 +264,16 @@ class Soak:
             started = time.monotonic()
             producer.start()
             done: list[str] = []
-            for fault in faults:
-                time.sleep(max(0.0, started + fault.at - time.monotonic()))
-                self.apply(fault)
-                done.append(f"{time.monotonic() - started:6.1f}s {fault.label} (router {fault.target})"
-                            if "router" in fault.action else f"{time.monotonic() - started:6.1f}s {fault.label}")
+            threads = [threading.Thread(target=self.inject, args=(fault, started, done), name=fault.action)
+                       for fault in faults]
+            supervisor = threading.Thread(target=self.supervise, args=(producer, threads), name="supervisor")
+            for thread in [*threads, supervisor]:
+                thread.start()
+            for thread in [*threads, supervisor]:
+                thread.join()
             producer.join()
-            tally = follow_outcomes(self.config, len(queries), timeout=self.args.timeout, wait_completions=False)
-            return report(self.seed, self.config, tally, produced_at, done)
+            tally = follow_outcomes(self.config, len(queries), timeout=self.args.timeout)
+            return report(self.seed, self.config, tally, produced_at, sorted(done))
         finally:
             processes.stop_all(self.routers + self.workers)
 
@@ -263,13 +301,13 @@ def soak_queries(config: ServiceConfig, count: int, seed: int) -> list[QueryEven
 def print_reports(reports: list[SoakReport], emit: Callable[[str], None] = print) -> None:
     """The table of checks, one row per seed, then each seed's faults."""
     header = ("seed", "produced", "routed", "unserved", "dlq", "lost", "decided twice", "re-emitted",
-              "shares over", "max share used", "longest stall s", "result")
+              "shares over", "max share used", "longest stall s (at)", "result")
     emit("| " + " | ".join(header) + " |")
     emit("|" + "---|" * len(header))
     for r in reports:
         emit("| " + " | ".join(str(v) for v in (r.seed, r.produced, r.routed, r.unserved, r.dlq, r.lost,
                                                  r.decided_twice, r.re_emitted, r.budget_overruns, r.max_share_used,
-                                                 r.longest_stall_s, "pass" if r.ok() else "FAIL")) + " |")
+                                                 f"{r.longest_stall_s} ({r.stall_began_s}s)", "pass" if r.ok() else "FAIL")) + " |")
     for r in reports:
         emit(f"seed {r.seed} faults: " + "; ".join(fault.strip() for fault in r.faults))
 
