@@ -148,7 +148,17 @@ def test_leave_one_out_trusts_tight_neighbours_when_they_carry_the_signal():
     tuned = KernelShrink.tune(table, _index(vectors), k=5)
     assert tuned["k"] <= 20  # each cluster has 19 other members
     assert tuned["loo_brier"] < 0.02
-    assert tuned["length_power"] == 1.0  # cost is proportional to the prompt's length here
+
+
+@pytest.mark.parametrize(("proportional", "power"), [(True, 1.0), (False, 0.0)])
+def test_leave_one_out_scales_costs_by_length_only_when_costs_follow_length(monkeypatch, proportional, power):
+    monkeypatch.setitem(GRID, "length_power", (0.0, 0.5, 1.0))
+    monkeypatch.setitem(GRID, "cost_k", (5, 10))
+    vectors, cluster = _clustered(10, 20)
+    lengths = np.random.default_rng(2).uniform(100, 1000, 200)
+    cost = np.stack([lengths, 2 * lengths], axis=1) if proportional else np.ones((200, 2)) * (1 + cluster[:, None])
+    table = ReferenceTable((cluster[:, None] % 2).astype(float), cost, lengths, ("",) * 200)
+    assert KernelShrink.tune(table, _index(vectors), k=5)["length_power"] == power
 
 
 def test_history_neighbours_never_include_the_row_itself():
