@@ -46,16 +46,18 @@ class IndexManifest:
         return replace(self, estimator=name, estimator_configuration=_as_json(configuration),
                        estimator_settings=_as_json(settings))
 
-    def check_estimator(self, name: str, configuration: dict[str, Any], where: Path) -> None:
+    def check_estimator(self, name: str, configuration: dict[str, Any], where: Path | str) -> None:
         """Refuse an index whose estimator settings were tuned for another estimator or configuration."""
         if not self.estimator:
             raise IndexMismatchError(f"{where}: the index records no estimator settings (built before estimators "
-                                     f"were tuned); rebuild it with 'port-router index build --estimator {name}'")
+                                     f"were tuned); rebuild it with 'port-router index build --estimator {name}' "
+                                     "(or delete the directory: the router then builds and saves a new one)")
         if self.estimator != name or self.estimator_configuration != _as_json(configuration):
             raise IndexMismatchError(
                 f"{where}: the index's estimator settings were tuned for {self.estimator!r} with "
                 f"{self.estimator_configuration} but the configuration asks for {name!r} with "
-                f"{_as_json(configuration)}; rebuild it with 'port-router index build --estimator {name}'"
+                f"{_as_json(configuration)}; rebuild it with 'port-router index build --estimator {name}' "
+                "(or delete the directory: the router then builds and saves a new one)"
             )
 
     def to_json(self) -> str:
