@@ -42,7 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = PortParams()
     bench = subparsers.add_parser("bench", help="offline evaluation of PORT and the baselines on routing data")
     _add_common(bench)
-    bench.add_argument("--k", type=int, default=defaults.k, help="neighbours per estimate")
+    bench.add_argument("--k", type=int, default=defaults.k, help="neighbours per estimate of knn-mean")
+    bench.add_argument("--estimators", type=_names, default=(defaults.estimator,),
+                       help=f"comma-separated estimators to compare, each tuned per seed (default: {defaults.estimator}; "
+                            "known: knn-mean, kernel-shrink, kernel-shrink-task)")
     bench.add_argument("--n-test", type=int, default=1000)
     bench.add_argument("--seeds", type=_ints, default=(42, 43))
     bench.add_argument("--budget-factors", type=_floats, default=(0.5, 1.0, 2.0))
@@ -61,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     overhead = subparsers.add_parser("overhead", help="routing overhead per query vs the HNSW search alone")
     _add_common(overhead)
-    overhead.add_argument("--k", type=int, default=defaults.k, help="neighbours per estimate")
+    overhead.add_argument("--k", type=int, default=defaults.k, help="neighbours per estimate of knn-mean")
+    overhead.add_argument("--estimator", default=defaults.estimator, help="the estimator on the timed paths")
     overhead.add_argument("--n-test", type=int, default=1000)
     overhead.add_argument("--batch-size", type=int, default=256)
     overhead.add_argument("--repeats", type=int, default=15)
@@ -75,6 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--out", type=Path, required=True, help="directory for index.bin and manifest.json")
     build.add_argument("--m", type=int, default=IndexParams().m)
     build.add_argument("--ef-construction", type=int, default=IndexParams().ef_construction)
+    build.add_argument("--estimator", default=defaults.estimator, help="the estimator to tune and record in the manifest")
+    build.add_argument("--k", type=int, default=defaults.k, help="neighbours per estimate of knn-mean")
     build.set_defaults(handler=run_index_build)
 
 
@@ -92,32 +98,37 @@ def run_bench(args: argparse.Namespace) -> int:
     from router_core.evaluation.experiment import BenchSettings, prepare_seed, run_seed
     from router_core.evaluation.report import markdown_tables, render_tables, write_json, write_plot
     from router_core.history import load_history
+    from router_core.estimators import ESTIMATORS
     from router_core.policies import REGISTRY
 
     console = Console()
     params = _port_params(args)
     methods = args.methods or BenchSettings().methods
-    unknown = [m for m in methods if m not in REGISTRY]
-    if unknown:
-        console.print(f"[red]unknown method(s): {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}")
-        return 2
+    for kind, asked, known in (("method", methods, REGISTRY), ("estimator", args.estimators, ESTIMATORS)):
+        unknown = [m for m in asked if m not in known]
+        if unknown:
+            console.print(f"[red]unknown {kind}(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            return 2
     settings = BenchSettings(n_test=args.n_test, seeds=args.seeds, budget_factors=args.budget_factors,
-                             splits=args.splits, methods=methods, accounting=args.accounting)
+                             splits=args.splits, methods=methods, accounting=args.accounting,
+                             estimators=args.estimators)
     data, report = load_history(args.data or default_data_paths())
     console.print(f"data: {report.summary()}; {len(data.models)} models")
     embedder = Embedder(EmbeddingParams(model=args.embedding_model))
     rows: list[dict] = []
-    runs = len(settings.seeds) * len(settings.splits) * len(settings.budget_factors) * len(methods)
+    runs = (len(settings.seeds) * len(settings.estimators) * len(settings.splits) * len(settings.budget_factors)
+            * len(methods))
     started = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("replaying", total=runs)
         for seed in settings.seeds:
             progress.update(task, description=f"seed {seed}: embedding and indexing")
-            prepared = prepare_seed(data, embedder, IndexParams(), settings.n_test, params.k, seed)
-            for row in run_seed(prepared, settings, params):
-                rows.append(row)
-                progress.update(task, advance=1, description=f"seed {seed}: {row['split']} x{row['budget_factor']} "
-                                                             f"{row['method']}")
+            for prepared in prepare_seed(data, embedder, IndexParams(), settings.n_test, params.k, seed,
+                                         settings.estimators):
+                for row in run_seed(prepared, settings, params):
+                    rows.append(row)
+                    progress.update(task, advance=1, description=f"seed {seed}: {row['split']} x{row['budget_factor']} "
+                                                                 f"{row['method']} ({row['estimator']})")
     console.print(f"{runs} runs in {time.perf_counter() - started:.1f}s ({settings.accounting} accounting, "
                   f"port switches: {params.model_dump(exclude={'eps', 'alpha', 'k', 'n_expected'})})")
     render_tables(rows, console)
@@ -138,10 +149,10 @@ def run_overhead(args: argparse.Namespace) -> int:
     import numpy as np
 
     from router_core.embedding import Embedder
-    from router_core.engine import build_index
-    from router_core.estimator import Estimator
+    from router_core.engine import fit_estimator, index_history
     from router_core.evaluation.experiment import split_rows
     from router_core.evaluation.overhead import measure_overhead
+    from router_core.estimator import QueryFeatures
     from router_core.evaluation.splits import split_budget
     from router_core.history import load_history
     from router_core.prompts import SharedPrefixes
@@ -151,7 +162,8 @@ def run_overhead(args: argparse.Namespace) -> int:
     test_rows, history_rows = split_rows(len(data), args.n_test, seed=42)
     history, test = data.subset(history_rows), data.subset(test_rows)
     embedder = Embedder(EmbeddingParams(model=args.embedding_model))
-    index = build_index(history, embedder, IndexParams())
+    index = index_history(history, embedder, IndexParams())
+    estimator = fit_estimator(index, history, args.estimator, args.k)
     texts = SharedPrefixes(index.manifest.shared_prefixes).strip_all(test.prompts)
     vectors = embedder.embed_cached(texts)
     sample = texts[: args.embed_sample]
@@ -161,10 +173,10 @@ def run_overhead(args: argparse.Namespace) -> int:
     budgets = split_budget("weighted", float(test.cost.sum(axis=0).min()), history.quality.mean(axis=0),
                            history.cost.mean(axis=0), np.random.default_rng(42))
     params = PortParams(k=args.k, n_expected=args.n_test)
-    result = measure_overhead(Estimator(index, history.quality, history.cost, args.k), vectors, budgets, params,
+    result = measure_overhead(estimator, index, vectors, QueryFeatures.of(test.prompts), budgets, params,
                               float(history.cost.mean()), args.batch_size, args.repeats)
-    console.print(f"{result.n_queries} queries, batches of {result.batch_size}, k={args.k}, "
-                  f"median of {args.repeats} passes")
+    console.print(f"{result.n_queries} queries, batches of {result.batch_size}, estimator {args.estimator} "
+                  f"{estimator.settings}, median of {args.repeats} passes")
     for path, micros in result.per_query_us.items():
         console.print(f"  {path:<11} {micros:7.2f} us/query   {result.ratio(path):5.2f} x search")
     console.print(f"  dual re-solve on {result.n_queries} queries (LP, off the per-query path): "
@@ -184,8 +196,9 @@ def run_index_build(args: argparse.Namespace) -> int:
     log.info("data: %s", report.summary())
     embedder = Embedder(EmbeddingParams(model=args.embedding_model))
     index = build_index(data, embedder, IndexParams(m=args.m, ef_construction=args.ef_construction),
-                        show_progress=True)
+                        PortParams(estimator=args.estimator, k=args.k), show_progress=True)
     index.save(args.out)
     Console().print(f"index of {index.manifest.count} queries ({index.manifest.dimension} dims, "
-                    f"{len(index.manifest.shared_prefixes)} shared templates stripped) saved to {args.out}")
+                    f"{len(index.manifest.shared_prefixes)} shared templates stripped, estimator "
+                    f"{index.manifest.estimator} {index.manifest.estimator_settings}) saved to {args.out}")
     return 0

@@ -14,7 +14,8 @@ import numpy as np
 
 from router_core.dual import DualSolution
 from router_core.embedding import Embedder
-from router_core.estimator import Estimates, Estimator
+from router_core.estimator import Estimates, Estimator, QueryFeatures, ReferenceTable
+from router_core.estimators import create_estimator, estimator_class
 from router_core.history import History
 from router_core.index import MANIFEST_FILE, AnnIndex, IndexManifest
 from router_core.params import EmbeddingParams, IndexParams, PortParams
@@ -37,20 +38,40 @@ def learn_prefixes(history: History, embedding: EmbeddingParams) -> SharedPrefix
     return SharedPrefixes.learn(history.prompts) if embedding.strip_shared_prefix else SharedPrefixes()
 
 
-def build_index(history: History, embedder: Embedder, params: IndexParams, show_progress: bool = False) -> AnnIndex:
-    """Embed the history (through the cache) and build its HNSW index."""
+def index_history(history: History, embedder: Embedder, params: IndexParams, show_progress: bool = False) -> AnnIndex:
+    """Embed the history (through the cache) and build its HNSW index (no estimator recorded yet)."""
     prefixes = learn_prefixes(history, embedder.params)
     vectors = embedder.embed_cached(prefixes.strip_all(history.prompts), show_progress=show_progress)
     return AnnIndex.build(vectors, params, expected_manifest(history, embedder, params, prefixes))
 
 
-def load_or_build_index(history: History, embedder: Embedder, params: IndexParams,
+def fit_estimator(index: AnnIndex, history: History, name: str, k: int) -> Estimator:
+    """The estimator ``name`` over ``history``, its settings tuned by leave-one-out over ``index``."""
+    table = ReferenceTable.from_history(history)
+    return create_estimator(name, table, estimator_class(name).tune(table, index, k))
+
+
+def build_index(history: History, embedder: Embedder, params: IndexParams, port: PortParams,
+                show_progress: bool = False) -> AnnIndex:
+    """Build the history's index and record in its manifest the estimator ``port`` selects, as tuned."""
+    index = index_history(history, embedder, params, show_progress)
+    estimator = fit_estimator(index, history, port.estimator, port.k)
+    index.manifest = index.manifest.with_estimator(port.estimator, estimator_class(port.estimator).configuration(port.k),
+                                                   estimator.settings)
+    log.info("estimator %s tuned: %s", port.estimator, estimator.settings)
+    return index
+
+
+def load_or_build_index(history: History, embedder: Embedder, params: IndexParams, port: PortParams,
                         directory: Path | None) -> AnnIndex:
     """Load the index saved in ``directory`` if there is one (it must match), else build and save it."""
     if directory is not None and (directory / MANIFEST_FILE).exists():
         prefixes = learn_prefixes(history, embedder.params)
-        return AnnIndex.load(directory, params, expected_manifest(history, embedder, params, prefixes))
-    index = build_index(history, embedder, params)
+        index = AnnIndex.load(directory, params, expected_manifest(history, embedder, params, prefixes))
+        index.manifest.check_estimator(port.estimator, estimator_class(port.estimator).configuration(port.k),
+                                       directory)
+        return index
+    index = build_index(history, embedder, params, port)
     if directory is not None:
         index.save(directory)
     return index
@@ -64,7 +85,9 @@ class RoutingEngine:
         self.embedder = embedder
         self.dimension = embedder.dimension
         self.prefixes = SharedPrefixes(index.manifest.shared_prefixes)
-        self.estimator = Estimator(index, history.quality, history.cost, port.k)
+        self.index = index
+        self.estimator = create_estimator(index.manifest.estimator, ReferenceTable.from_history(history),
+                                          index.manifest.estimator_settings)
         self.decider = PortDecider(port, cost_scale=float(history.cost.mean()))
         self.port = port
 
@@ -73,15 +96,17 @@ class RoutingEngine:
                index_dir: Path | None = None) -> "RoutingEngine":
         """Load the embedding model and the index (building and saving it when absent)."""
         embedder = Embedder(embedding)
-        return cls(history, embedder, load_or_build_index(history, embedder, index, index_dir), port)
+        return cls(history, embedder, load_or_build_index(history, embedder, index, port, index_dir), port)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of query texts, after stripping the templates the index was built without."""
         return self.embedder.embed(self.prefixes.strip_all(texts))
 
-    def estimate(self, embeddings: np.ndarray) -> Estimates:
-        """d^ and g^ (dollars) for a batch of embeddings."""
-        return self.estimator.estimate(np.ascontiguousarray(embeddings, dtype=np.float32))
+    def estimate(self, embeddings: np.ndarray, texts: Sequence[str | None] | None = None,
+                 tasks: Sequence[str | None] | None = None) -> Estimates:
+        """d^ and g^ (dollars) for a batch of embeddings; the queries' texts (None where only an
+        embedding came) and task labels, when given, inform estimators that use them."""
+        return self.estimator.estimate(self.index, embeddings, QueryFeatures.of(texts, tasks))
 
     def observation_count(self) -> int:
         """How many observations the optimizer waits for: ceil(eps * N)."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import hnswlib
 import numpy as np
@@ -36,6 +37,28 @@ class IndexManifest:
     m: int
     ef_construction: int
     shared_prefixes: tuple[str, ...] = ()
+    estimator: str = ""
+    estimator_configuration: dict[str, Any] = field(default_factory=dict)
+    estimator_settings: dict[str, Any] = field(default_factory=dict)
+
+    def with_estimator(self, name: str, configuration: dict[str, Any], settings: dict[str, Any]) -> "IndexManifest":
+        """This manifest recording the estimator, its configured inputs and the settings tuned for it."""
+        return replace(self, estimator=name, estimator_configuration=_as_json(configuration),
+                       estimator_settings=_as_json(settings))
+
+    def check_estimator(self, name: str, configuration: dict[str, Any], where: Path | str) -> None:
+        """Refuse an index whose estimator settings were tuned for another estimator or configuration."""
+        if not self.estimator:
+            raise IndexMismatchError(f"{where}: the index records no estimator settings (built before estimators "
+                                     f"were tuned); rebuild it with 'port-router index build --estimator {name}' "
+                                     "(or delete the directory: the router then builds and saves a new one)")
+        if self.estimator != name or self.estimator_configuration != _as_json(configuration):
+            raise IndexMismatchError(
+                f"{where}: the index's estimator settings were tuned for {self.estimator!r} with "
+                f"{self.estimator_configuration} but the configuration asks for {name!r} with "
+                f"{_as_json(configuration)}; rebuild it with 'port-router index build --estimator {name}' "
+                "(or delete the directory: the router then builds and saves a new one)"
+            )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -45,6 +68,11 @@ class IndexManifest:
         raw = json.loads(text)
         raw["shared_prefixes"] = tuple(raw.get("shared_prefixes", ()))
         return cls(**raw)
+
+
+def _as_json(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` as it reads back from JSON (tuples become lists), so saved and expected compare equal."""
+    return json.loads(json.dumps(value))
 
 
 class AnnIndex:

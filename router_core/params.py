@@ -48,7 +48,13 @@ class PortParams(_Params):
 
     eps: float = Field(0.025, gt=0, lt=1, description="observation fraction of the expected stream")
     alpha: float = Field(1e-4, gt=0, description="quality/cost trade-off; unitless when costs are normalized")
-    k: int = Field(5, ge=1, le=200, description="neighbours per estimate")
+    estimator: Literal["knn-mean", "kernel-shrink", "kernel-shrink-task"] = Field(
+        "kernel-shrink",
+        description="how neighbours become estimates (router_core.estimators): 'knn-mean' the paper's mean of k; "
+        "'kernel-shrink' a similarity kernel shrunk toward the global mean, tuned by leave-one-out when the "
+        "index is built; 'kernel-shrink-task' the same shrunk toward the query's task mean when it has a known label",
+    )
+    k: int = Field(5, ge=1, le=200, description="neighbours per estimate of 'knn-mean'")
     n_expected: int = Field(10_000, ge=1, description="expected stream length N")
     dual_solver: Literal["lp", "lbfgsb"] = "lp"
     skip_option: bool = Field(True, description="decline a query when no model's score is positive")

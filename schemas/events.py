@@ -41,6 +41,7 @@ class QueryEvent(Event):
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     embedding: list[float] | None = Field(None, min_length=1, max_length=MAX_EMBEDDING_DIM)
     tenant: str | None = Field(None, max_length=200)
+    task: str | None = Field(None, max_length=200)  # a task label; the task-aware estimator's prior uses it
     produced_at: Timestamp | None = None
 
     @model_validator(mode="after")

@@ -175,7 +175,7 @@ class Router:
                 out.queries.append(parsed)
         if out.queries:
             vectors, out.embed_seconds = self.embeddings(out.queries)
-            out.estimates = self.engine.estimate(vectors)
+            out.estimates = self.engine.estimate(vectors, [q.text for q in out.queries], [q.task for q in out.queries])
         return out
 
     def embeddings(self, queries: Sequence[QueryEvent]) -> tuple[np.ndarray, float | None]:

@@ -3,7 +3,9 @@
 Protocol (docs/EVALUATION.md): for each seed, a test stream of ``n_test`` queries is drawn
 with ``random.Random(seed)`` (the draw order is the arrival order), the rest is the history.
 The history alone is embedded, indexed and used for budget weights; the total budget is
-``factor`` x the cheapest model's total true cost over the test stream.
+``factor`` x the cheapest model's total true cost over the test stream. Each estimator
+asked for is tuned on the seed's history and replays the same grid, so estimators are
+compared on the same splits; every row carries its estimator's scores on the test stream.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from typing import Iterator
 import numpy as np
 
 from router_core.embedding import Embedder
-from router_core.engine import build_index
-from router_core.estimator import Estimates, Estimator, neighbour_means
+from router_core.engine import fit_estimator, index_history
+from router_core.estimator import Estimates, QueryFeatures
+from router_core.estimators.metrics import brier, log_loss, mape
 from router_core.evaluation.replay import Accounting, replay
 from router_core.evaluation.splits import split_budget
 from router_core.history import History
+from router_core.neighbours import exact_neighbours
 from router_core.params import IndexParams, PortParams
 from router_core.policies import Stream, create_policy
 from router_core.policies.offline import Opt
@@ -40,13 +44,15 @@ class BenchSettings:
     methods: tuple[str, ...] = ("port", "port-paper", "random", "greedy-perf", "greedy-cost", "knn-perf",
                                 "knn-cost", "batchsplit", "opt-estimated", "opt")
     accounting: Accounting = "oracle"
+    estimators: tuple[str, ...] = (PortParams().estimator,)
 
 
 @dataclass(frozen=True)
 class PreparedSeed:
-    """A seed's split with every estimate the methods need (budgets are added per setting)."""
+    """A seed's split with every estimate of one estimator the methods need (budgets are added per setting)."""
 
     seed: int
+    estimator: str
     estimates: Estimates
     exact_estimates: Estimates
     history_estimates: Estimates
@@ -70,40 +76,45 @@ def split_rows(n: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return test, history
 
 
-def exact_knn_estimates(queries: np.ndarray, base: np.ndarray, quality: np.ndarray, cost: np.ndarray,
-                        k: int) -> Estimates:
-    """Neighbour means over the exact cosine k nearest neighbours (vectors are unit length)."""
-    sims = queries @ base.T
-    labels = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    return neighbour_means(labels, quality, cost)
-
-
-def prepare_seed(data: History, embedder: Embedder, index_params: IndexParams, n_test: int, k: int,
-                 seed: int) -> PreparedSeed:
-    """Split, embed and index the history, and estimate the test stream three ways."""
+def prepare_seed(data: History, embedder: Embedder, index_params: IndexParams, n_test: int, k: int, seed: int,
+                 estimators: tuple[str, ...]) -> Iterator[PreparedSeed]:
+    """Split, embed and index the history once, then per estimator tune it and estimate the test stream."""
     test_rows, history_rows = split_rows(len(data), n_test, seed)
     history, test = data.subset(history_rows), data.subset(test_rows)
-    index = build_index(history, embedder, index_params)
-    estimator = Estimator(index, history.quality, history.cost, k)
+    index = index_history(history, embedder, index_params)
     prefixes = SharedPrefixes(index.manifest.shared_prefixes)
     test_vectors = embedder.embed_cached(prefixes.strip_all(test.prompts))
-    return PreparedSeed(
-        seed=seed,
-        estimates=estimator.estimate(test_vectors),
-        exact_estimates=exact_knn_estimates(test_vectors, index.vectors(), history.quality, history.cost, k),
-        history_estimates=estimator.estimate_history(),
-        true_quality=test.quality,
-        true_cost=test.cost,
-        mean_quality=history.quality.mean(axis=0),
-        mean_cost=history.cost.mean(axis=0),
-        cost_scale=float(history.cost.mean()),
-    )
+    features = QueryFeatures.of(test.prompts, test.tasks)
+    for name in estimators:
+        estimator = fit_estimator(index, history, name, k)
+        log.info("seed %d: %s tuned: %s", seed, name, estimator.settings)
+        exact = exact_neighbours(test_vectors, index.vectors(), estimator.neighbours_needed)
+        yield PreparedSeed(
+            seed=seed,
+            estimator=name,
+            estimates=estimator.estimate(index, test_vectors, features),
+            exact_estimates=estimator.estimate_from(exact, features),
+            history_estimates=estimator.estimate_history(index),
+            true_quality=test.quality,
+            true_cost=test.cost,
+            mean_quality=history.quality.mean(axis=0),
+            mean_cost=history.cost.mean(axis=0),
+            cost_scale=float(history.cost.mean()),
+        )
+
+
+def estimate_scores(prepared: PreparedSeed) -> dict[str, float]:
+    """Brier score and log-loss of the quality estimates, MAPE (%) of the cost estimates, on the test stream."""
+    est = prepared.estimates
+    return {"brier": brier(est.quality, prepared.true_quality), "log_loss": log_loss(est.quality, prepared.true_quality),
+            "cost_mape": mape(est.cost, prepared.true_cost)}
 
 
 def run_seed(prepared: PreparedSeed, settings: BenchSettings, params: PortParams) -> Iterator[dict]:
     """Replay every (split, factor, method) of the grid on one prepared seed; yield result rows."""
     cheapest_total = float(prepared.true_cost.sum(axis=0).min())
     policy_params = params.model_copy(update={"n_expected": settings.n_test})
+    scores = estimate_scores(prepared)
     for split in settings.splits:
         for factor in settings.budget_factors:
             budgets = split_budget(split, factor * cheapest_total, prepared.mean_quality, prepared.mean_cost,
@@ -119,6 +130,7 @@ def run_seed(prepared: PreparedSeed, settings: BenchSettings, params: PortParams
                     "n_test": settings.n_test, "budget_total": float(budgets.sum()),
                     "performance": result.performance, "cost": result.cost, "ppc": result.ppc,
                     "throughput": result.throughput, "accounting": settings.accounting,
+                    "estimator": prepared.estimator, **scores,
                 }
                 if isinstance(policy, Opt):
                     row["lp_bound"] = policy.lp_bound

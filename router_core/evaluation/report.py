@@ -12,14 +12,40 @@ from rich.console import Console
 from rich.table import Table
 
 METRICS = ("performance", "cost", "ppc", "throughput")
+ESTIMATE_METRICS = ("brier", "log_loss", "cost_mape")
+
+
+def method_label(row: dict, several_estimators: bool) -> str:
+    """The method's name, with its estimator in parentheses when a run compares estimators."""
+    return f"{row['method']} ({row['estimator']})" if several_estimators else row["method"]
 
 
 def group_rows(rows: Sequence[dict]) -> dict[tuple[str, float], dict[str, list[dict]]]:
-    """Rows grouped by (split, budget factor), then by method, in first-seen order."""
+    """Rows grouped by (split, budget factor), then by method (and estimator), in first-seen order."""
+    several = len({r.get("estimator") for r in rows}) > 1
     groups: dict[tuple[str, float], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        groups[(row["split"], row["budget_factor"])][row["method"]].append(row)
+        groups[(row["split"], row["budget_factor"])][method_label(row, several)].append(row)
     return groups
+
+
+def estimate_quality(rows: Sequence[dict]) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per estimator, mean and std over seeds of its test-stream Brier score, log-loss and cost MAPE."""
+    per_seed: dict[str, dict[int, dict]] = defaultdict(dict)
+    for row in rows:
+        if "brier" in row:
+            per_seed[row["estimator"]][row["seed"]] = row
+    return {name: {metric: mean_std(list(seeds.values()), metric) for metric in ESTIMATE_METRICS}
+            for name, seeds in per_seed.items()}
+
+
+def estimate_quality_markdown(rows: Sequence[dict]) -> str:
+    """The estimate-quality table in Markdown."""
+    out = ["**estimate quality on the test streams** (mean ± std over seeds; lower is better)\n",
+           "| estimator | Brier | log-loss | cost MAPE (%) |", "|---|---|---|---|"]
+    for name, scores in estimate_quality(rows).items():
+        out.append(f"| {name} | " + " | ".join(f"{m:.4f} ± {s:.4f}" for m, s in scores.values()) + " |")
+    return "\n".join(out) + "\n"
 
 
 def mean_std(rows: Sequence[dict], key: str) -> tuple[float, float]:
@@ -45,6 +71,12 @@ def render_tables(rows: Sequence[dict], console: Console) -> None:
                 cells[0] += f" (LP {mean_std(method_rows, 'lp_bound')[0]:.1f})"
             table.add_row(method, *cells)
         console.print(table)
+    quality = Table(title="estimate quality on the test streams (mean ± std over seeds; lower is better)")
+    for column in ("estimator", "Brier", "log-loss", "cost MAPE (%)"):
+        quality.add_column(column, justify="left" if column == "estimator" else "right")
+    for name, scores in estimate_quality(rows).items():
+        quality.add_row(name, *(f"{m:.4f} ± {s:.4f}" for m, s in scores.values()))
+    console.print(quality)
 
 
 def markdown_tables(rows: Sequence[dict]) -> str:
@@ -63,6 +95,7 @@ def markdown_tables(rows: Sequence[dict]) -> str:
             out.append(f"| {method} | {perf:.1f} ± {perf_sd:.1f}{bound} | {cost:.4f} ± {cost_sd:.4f} | "
                        f"{ppc:.0f} ± {ppc_sd:.0f} | {thr:.1f} ± {thr_sd:.1f} |")
         out.append("")
+    out.append(estimate_quality_markdown(rows))
     return "\n".join(out)
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from router_core.embedding import Embedder
-from router_core.engine import build_index, load_or_build_index
+from router_core.engine import RoutingEngine, build_index, load_or_build_index
 from router_core.errors import IndexMismatchError
 from router_core.history import History
 from router_core.index import AnnIndex
-from router_core.params import EmbeddingParams, IndexParams
+from router_core.params import EmbeddingParams, IndexParams, PortParams
 from router_core.prompts import SharedPrefixes
 
 TEMPLATE = "".join(f"Example {i}: a long worked example that every prompt repeats word for word.\n"
@@ -60,20 +60,39 @@ def _history(n: int = 12, seed: int = 0) -> History:
 
 def test_index_finds_itself_and_round_trips(embedder, tmp_path):
     history = _history()
-    index = load_or_build_index(history, embedder, IndexParams(), tmp_path / "idx")
+    index = load_or_build_index(history, embedder, IndexParams(), PortParams(), tmp_path / "idx")
     vectors = index.vectors()
     labels, distances = index.search(vectors[:3], k=1)
     assert labels[:, 0].tolist() == [0, 1, 2]
     assert np.all(distances < 1e-4)
-    loaded = load_or_build_index(history, embedder, IndexParams(), tmp_path / "idx")
+    loaded = load_or_build_index(history, embedder, IndexParams(), PortParams(), tmp_path / "idx")
     assert loaded.search(vectors[:3], k=2)[0].tolist() == index.search(vectors[:3], k=2)[0].tolist()
 
 
 def test_index_of_other_data_or_parameters_is_refused(embedder, tmp_path):
-    build_index(_history(), embedder, IndexParams()).save(tmp_path / "idx")
+    build_index(_history(), embedder, IndexParams(), PortParams()).save(tmp_path / "idx")
     with pytest.raises(IndexMismatchError, match="data_hash"):
-        load_or_build_index(_history(seed=1), embedder, IndexParams(), tmp_path / "idx")
+        load_or_build_index(_history(seed=1), embedder, IndexParams(), PortParams(), tmp_path / "idx")
     with pytest.raises(IndexMismatchError, match="m=32 but the configuration expects 16"):
-        load_or_build_index(_history(), embedder, IndexParams(m=16), tmp_path / "idx")
+        load_or_build_index(_history(), embedder, IndexParams(m=16), PortParams(), tmp_path / "idx")
     with pytest.raises(IndexMismatchError, match="no manifest.json"):
-        AnnIndex.load(tmp_path, IndexParams(), build_index(_history(), embedder, IndexParams()).manifest)
+        AnnIndex.load(tmp_path, IndexParams(), build_index(_history(), embedder, IndexParams(), PortParams()).manifest)
+
+
+def test_index_tuned_for_another_estimator_is_refused(embedder, tmp_path):
+    build_index(_history(), embedder, IndexParams(), PortParams(estimator="knn-mean", k=3)).save(tmp_path)
+    with pytest.raises(IndexMismatchError, match="rebuild it with 'port-router index build --estimator kernel-shrink'"):
+        load_or_build_index(_history(), embedder, IndexParams(), PortParams(estimator="kernel-shrink"), tmp_path)
+    with pytest.raises(IndexMismatchError, match="'k': 3"):
+        load_or_build_index(_history(), embedder, IndexParams(), PortParams(estimator="knn-mean", k=4), tmp_path)
+
+
+def test_engine_estimates_with_the_settings_the_manifest_records(embedder, tmp_path):
+    history = _history()
+    port = PortParams(estimator="kernel-shrink")
+    load_or_build_index(history, embedder, IndexParams(), port, tmp_path)
+    engine = RoutingEngine.create(history, embedder.params, IndexParams(), port, tmp_path)
+    assert engine.estimator.name == "kernel-shrink"
+    assert engine.estimator.settings == engine.index.manifest.estimator_settings
+    est = engine.estimate(engine.embed(["prompt about topic 3"]), ["prompt about topic 3"], ["t"])
+    assert est.quality.shape == est.cost.shape == (1, 2)

@@ -20,7 +20,7 @@ class FakeEngine:
     models = ("m0", "m1")
     dimension = 2
 
-    def estimate(self, embeddings: np.ndarray) -> Estimates:
+    def estimate(self, embeddings: np.ndarray, texts=None, tasks=None) -> Estimates:  # noqa: ANN001
         n = len(embeddings)
         return Estimates(np.full((n, 2), 0.5), np.tile([1.0, 2.0], (n, 1)))
 
