@@ -84,6 +84,7 @@ class SoakReport:
     longest_stall_s: float
     stall_began_s: float  # seconds after the first query was produced
     faults: list[str] = field(default_factory=list)
+    unplanned_restarts: list[str] = field(default_factory=list)  # exited by themselves, started again
 
     def ok(self) -> bool:
         """No loss, no double decision, no overspent share."""
@@ -153,7 +154,7 @@ def first_decision_times(tally: OutcomeTally) -> list[float]:
 
 
 def report(seed: int, config: ServiceConfig, tally: OutcomeTally, produced_at: dict[str, float],
-           faults: list[str]) -> SoakReport:
+           faults: list[str], unplanned: list[str]) -> SoakReport:
     """Check the outcome of one soak."""
     decided = decisions_by_id(tally)
     overruns, max_used = share_usage(config, tally)
@@ -166,7 +167,8 @@ def report(seed: int, config: ServiceConfig, tally: OutcomeTally, produced_at: d
         decided_twice=sum(1 for kinds in decided.values() if len(kinds) > 1),
         re_emitted=len(tally.routed_messages) - len(first_routed) + len(tally.unserved_messages) - tally.unserved,
         budget_overruns=overruns, max_share_used=round(max_used, 4),
-        longest_stall_s=stall, stall_began_s=round(began - started, 1), faults=faults)
+        longest_stall_s=stall, stall_began_s=round(began - started, 1), faults=faults,
+        unplanned_restarts=unplanned)
 
 
 class Soak:
@@ -185,6 +187,7 @@ class Soak:
         self.routers: list[ServiceProcess] = []
         self.workers: list[ServiceProcess] = []
         self.slots = [threading.Lock() for _ in range(args.routers)]  # one fault at a time per router
+        self.unplanned: list[str] = []  # processes that exited by themselves and were started again
 
     def start_router(self, slot: int) -> None:
         """Start (or start again) the router in ``slot``."""
@@ -204,17 +207,24 @@ class Soak:
         done.append(f"{at:6.1f}s {fault.label}{target}, back after {time.monotonic() - started - at:.1f}s")
 
     def supervise(self, producer: threading.Thread, faults: list[threading.Thread]) -> None:
-        """Start again, as an orchestrator would, a router that exited outside a fault (e.g. one that
-        started while the broker was down), until the stream and the faults are over."""
+        """Start again, as an orchestrator would, a router or worker that exited outside a fault (e.g.
+        one that started while the broker was down), until the stream and the faults are over."""
         while producer.is_alive() or any(thread.is_alive() for thread in faults):
             for slot, lock in enumerate(self.slots):
                 if lock.acquire(blocking=False):
                     try:
                         if not self.routers[slot].alive():
+                            self.unplanned.append(f"router {slot}")
                             log.warning("chaos: router %d exited by itself; starting it again", slot)
                             self.start_router(slot)
                     finally:
                         lock.release()
+            for i, worker in enumerate(self.workers):
+                if not worker.alive():
+                    self.unplanned.append(worker.name)
+                    log.warning("chaos: %s exited by itself; starting it again", worker.name)
+                    self.workers[i] = processes.worker(self.args.config, self.config.models[i].name,
+                                                       worker.log_path, self.env).start()
             time.sleep(1.0)
 
     def apply(self, fault: Fault) -> None:
@@ -273,7 +283,7 @@ class Soak:
                 thread.join()
             producer.join()
             tally = follow_outcomes(self.config, len(queries), timeout=self.args.timeout)
-            return report(self.seed, self.config, tally, produced_at, sorted(done))
+            return report(self.seed, self.config, tally, produced_at, sorted(done), self.unplanned)
         finally:
             processes.stop_all(self.routers + self.workers)
 
@@ -310,6 +320,8 @@ def print_reports(reports: list[SoakReport], emit: Callable[[str], None] = print
                                                  f"{r.longest_stall_s} ({r.stall_began_s}s)", "pass" if r.ok() else "FAIL")) + " |")
     for r in reports:
         emit(f"seed {r.seed} faults: " + "; ".join(fault.strip() for fault in r.faults))
+        if r.unplanned_restarts:
+            emit(f"seed {r.seed} exited by themselves and were started again: " + ", ".join(r.unplanned_restarts))
 
 
 def run_chaos(args: argparse.Namespace) -> int:

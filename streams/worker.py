@@ -146,6 +146,18 @@ def served_ids(kafka_conf: dict[str, str], topic: str, model: str, timeout: floa
     return served
 
 
+def commit(consumer: object, message: object) -> None:
+    """Commit past ``message``; a failed commit (e.g. the group coordinator moving during a broker
+    restart) is logged, not fatal: the next commit covers it, and a re-delivered query whose
+    completion was written is skipped."""
+    from confluent_kafka import KafkaException
+
+    try:
+        consumer.commit(message=message, asynchronous=False)  # type: ignore[attr-defined]
+    except KafkaException as exc:
+        log.warning("offset commit failed (the next commit covers it): %s", exc)
+
+
 class Worker:
     """Consumes one model's routed topic and publishes completions."""
 
@@ -193,7 +205,7 @@ class Worker:
                     metrics.record_worker_error(self.model, exc)
                     log.error("query at %s[%d]@%d not answered (its reservation stays held): %s", message.topic(),
                               message.partition(), message.offset(), exc)
-                consumer.commit(message=message, asynchronous=False)
+                commit(consumer, message)
         finally:
             producer.flush(30)
             consumer.close()
