@@ -19,7 +19,7 @@ from streams import topics as T
 from streams.config import ServiceConfig
 from streams.data import budgets_in_order
 from streams.gaps import log_start, read_range
-from streams.router import Outgoing, Record, Router, TopicNames
+from streams.router import CostBound, Outgoing, Record, Router, TopicNames, finite_or_none
 from streams.weights import Optimizer, WeightsWatcher
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,10 @@ class RouterService:
         self.names = topic_names(config)
         self.queries_topic = config.topics.name(T.QUERIES)
         self.budgets = budgets_in_order(config, engine.models)
-        self.watcher = WeightsWatcher(self.kafka_conf, config.topics.name(T.WEIGHTS))
+        self.watcher = WeightsWatcher(self.kafka_conf, config.topics.name(T.WEIGHTS), engine.models)
         self.router = Router(engine, self.budgets, config.topics.query_partitions, self.names, self.watcher.latest,
-                             seed=config.router.seed)
+                             seed=config.router.seed, cost_bound=CostBound(config.router.completion_cost_factor,
+                                                                           config.router.completion_cost_cap))
         self.optimizer = Optimizer(engine, self.budgets, self.kafka_conf, self.names.observations,
                                    config.topics.name(T.WEIGHTS), self.watcher)
         self.resumed: set[int] = set()  # input partitions routed since the last assignment
@@ -156,7 +157,8 @@ class RouterService:
     def state(self) -> dict[str, Any]:
         """The /state page."""
         weights = self.watcher.latest()
-        return {"budgets": self.budget_report(), "weights_version": None if weights is None else weights.version,
+        budgets = {m: {k: finite_or_none(v) for k, v in b.items()} for m, b in self.budget_report().items()}
+        return {"budgets": budgets, "weights_version": None if weights is None else weights.version,
                 "sent": dict(self.sent), "partitions": sorted(self.router.held or [])}
 
     def log_report(self) -> None:
