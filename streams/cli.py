@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from streams.config import ConfigError, ServiceConfig, load_config
+from streams.topics import BrokerUnavailable, require_broker
 
 DEFAULT_CONFIG = "examples/config.yaml"
 log = logging.getLogger("port-router")
@@ -44,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from streams.data import load_engine
 
     config = _config(args)
+    require_broker(config.kafka.confluent())
     engine, _ = load_engine(config)
     sys.argv = [sys.argv[0], "worker"]  # Faust's worker reads its own command line
     run_app(build_app(config, engine), loglevel=args.loglevel)
@@ -85,6 +87,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker import OpenAIBackend, ReplayBackend, Worker
 
     config = _config(args)
+    require_broker(config.kafka.confluent())
     if args.backend == "replay":
         from router_core.history import load_history
 
@@ -200,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except BrokerUnavailable as exc:
+        print(f"port-router {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
