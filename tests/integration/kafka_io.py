@@ -24,22 +24,33 @@ class Message:
     value: bytes | None
 
 
+class Sender:
+    """One producer that sends messages exactly as given and reports where each landed."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        from confluent_kafka import Producer
+
+        self.producer = Producer({**config.kafka.confluent(), "acks": "all", "message.max.bytes": 8 * 1024 * 1024})
+
+    def __call__(self, topic: str, key: bytes | None, value: bytes | None,
+                 partition: int | None = None) -> tuple[int, int]:
+        """Produce one message (``value`` None: a tombstone) and wait for it; return its (partition, offset)."""
+        where: list[tuple[int, int]] = []
+
+        def delivered(error: object, message: object) -> None:
+            assert error is None, f"not delivered to {topic}: {error}"
+            where.append((message.partition(), message.offset()))  # type: ignore[attr-defined]
+
+        extra = {} if partition is None else {"partition": partition}
+        self.producer.produce(topic, key=key, value=value, on_delivery=delivered, **extra)
+        assert self.producer.flush(60) == 0, f"message to {topic} not acknowledged within 60s"
+        return where[0]
+
+
 def send(config: ServiceConfig, topic: str, key: bytes | None, value: bytes | None,
          partition: int | None = None) -> tuple[int, int]:
     """Produce one message as given (``value`` None: a tombstone); return its (partition, offset)."""
-    from confluent_kafka import Producer
-
-    producer = Producer({**config.kafka.confluent(), "acks": "all", "message.max.bytes": 8 * 1024 * 1024})
-    where: list[tuple[int, int]] = []
-
-    def delivered(error: object, message: object) -> None:
-        assert error is None, f"not delivered to {topic}: {error}"
-        where.append((message.partition(), message.offset()))  # type: ignore[attr-defined]
-
-    extra = {} if partition is None else {"partition": partition}
-    producer.produce(topic, key=key, value=value, on_delivery=delivered, **extra)
-    assert producer.flush(60) == 0, f"message to {topic} not acknowledged within 60s"
-    return where[0]
+    return Sender(config)(topic, key, value, partition)
 
 
 def read_all(config: ServiceConfig, topic: str) -> list[Message]:
