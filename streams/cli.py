@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from streams.acls import Principals
 from streams.config import ConfigError, ServiceConfig, load_config
 from streams.topics import BrokerUnavailable, require_broker
 
@@ -103,6 +104,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_acls(args: argparse.Namespace) -> int:
+    """Print the kafka-acls.sh commands of the trust model (docs/SECURITY.md)."""
+    from streams.acls import command, grants
+
+    config = _config(args)
+    who = Principals(producer=args.producer, router=args.router, worker=args.worker, operator=args.operator)
+    for grant in grants(config, who):
+        print(command(grant, config.kafka.bootstrap_servers, args.admin_config))
+    return 0
+
+
 def cmd_lag(args: argparse.Namespace) -> int:
     """Consumer lag (streams.lag, written by ops)."""
     from streams import lag
@@ -189,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=float, default=0.0,
                        help="queries per second in the measured runs (0: as fast as possible)")
     bench.set_defaults(handler=cmd_bench_stream)
+
+    acls = _with_config(sub.add_parser("acls", help="print the kafka-acls.sh commands of the trust model"))
+    for role in ("producer", "router", "worker", "operator"):
+        default = getattr(Principals(), role)
+        acls.add_argument(f"--{role}", default=default, help=f"principal of the {role} (default {default})")
+    acls.add_argument("--admin-config", default="admin.properties", help="client config of a Kafka admin")
+    acls.set_defaults(handler=cmd_acls)
 
     add_lag_parser(sub)
     core_cli.register(sub)
