@@ -121,7 +121,16 @@ def register_agents(app: Any, service: RouterService) -> None:
 
 
 def register_pages(app: Any, service: RouterService) -> None:
-    """/health, /ready, /state and /metrics on Faust's web server, and the periodic exports."""
+    """/health, /ready, /state and /metrics on Faust's web server, and the periodic exports. Nothing else is
+    served: Faust's built-in views (/table/ shows decision records with query texts, /router/ the cluster's
+    addresses, / and /stats/ internals) are dropped (docs/SECURITY.md)."""
+    from faust.web.base import BlueprintManager
+
+    app.web.blueprints = BlueprintManager()  # no built-in blueprint; the pages below are added as views
+
+    @app.on_rebalance_complete.connect
+    async def tables_recovered(sender: Any, **kwargs: Any) -> None:
+        service.router.rebuild(service.decisions)  # /state and the metrics show the spend before the first batch
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -20,7 +20,7 @@ from streams.config import ServiceConfig, topic_name
 from streams.data import budgets_in_order
 from streams.ledger import state_key
 from streams.query_input import InputPositions, QueryInput
-from streams.router import Outgoing, Record, Router, TopicNames
+from streams.router import CostBound, Outgoing, Record, Router, TopicNames, finite_or_none
 from streams.watchdog import StallWatchdog
 from streams.weights import Optimizer, WeightsWatcher
 
@@ -57,9 +57,10 @@ class RouterService:
         self.names = topic_names(config)
         self.queries_topic = config.topics.name(T.QUERIES)
         self.budgets = budgets_in_order(config, engine.models)
-        self.watcher = WeightsWatcher(self.kafka_conf, config.topics.name(T.WEIGHTS))
+        self.watcher = WeightsWatcher(self.kafka_conf, config.topics.name(T.WEIGHTS), engine.models)
         self.router = Router(engine, self.budgets, config.topics.query_partitions, self.names, self.watcher.latest,
-                             seed=config.router.seed)
+                             seed=config.router.seed, cost_bound=CostBound(config.router.completion_cost_factor,
+                                                                           config.router.completion_cost_cap))
         self.optimizer = Optimizer(engine, self.budgets, self.kafka_conf, self.names.observations,
                                    config.topics.name(T.WEIGHTS), self.watcher)
         self.positions = InputPositions()
@@ -241,7 +242,8 @@ class RouterService:
     def state(self) -> dict[str, Any]:
         """The /state page."""
         weights = self.watcher.latest()
-        return {"budgets": self.budget_report(), "weights_version": None if weights is None else weights.version,
+        budgets = {m: {k: finite_or_none(v) for k, v in b.items()} for m, b in self.budget_report().items()}
+        return {"budgets": budgets, "weights_version": None if weights is None else weights.version,
                 "sent": dict(self.sent), "partitions": sorted(self.router.held or []),
                 "input": {str(p): o for p, o in sorted(self.positions.next.items())}}
 

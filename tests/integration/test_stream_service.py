@@ -114,7 +114,7 @@ def test_malformed_input_goes_to_dlq_while_valid_traffic_flows(tmp_path: Path) -
             (b"x9", b"\xff\xfe\x00garbage"),  # not UTF-8
         ]
         publish_raw(config.kafka.confluent(), config.topics.name(QUERIES),
-                    [(b"v", valid[0].model_dump_json().encode())] + bad)
+                    [(valid[0].id.encode(), valid[0].model_dump_json().encode())] + bad)
         produced = [valid[0].id] + produce(config, valid[1:])
         tally = outcomes(config, len(produced) + len(bad))
         assert tally.dlq == len(bad)
