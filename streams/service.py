@@ -128,9 +128,22 @@ class RouterService:
             async with self.lock:
                 if not self.positions.held():
                     continue  # revoked while polling: the next owner reads from the progress table
-                wait = await self.route_polled(records, ends)
+                try:
+                    wait, failed = await self.route_polled(records, ends), False
+                except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
+                    log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
+                    await self.reread()
+                    wait, failed = False, True
             if wait:
                 await self.wait_for_weights()
+            if failed:
+                await asyncio.sleep(1.0)
+
+    async def reread(self) -> None:
+        """Read every held partition again from its position (call with the lock held). Decisions
+        made but not recorded as progress are found in the decisions table and re-emitted."""
+        assert self.input is not None
+        await asyncio.get_running_loop().run_in_executor(None, self.input.assign, dict(self.positions.next))
 
     async def route_polled(self, records: list[Record], ends: dict[int, int]) -> bool:
         """Route the contiguous part of a polled batch; re-read the rest. True when routing must pause
@@ -207,10 +220,9 @@ class RouterService:
         stalled = self.watchdog.check(time.monotonic(), dict(self.positions.next), ends, self.paused)
         if stalled:
             async with self.lock:
-                positions = {p: o for p, o in self.positions.next.items()}
                 log.warning("input stalled on partitions %s (lag without progress for %.0fs): reading them again "
-                            "from %s", stalled, self.config.router.stall_timeout_s, positions)
-                await asyncio.get_running_loop().run_in_executor(None, self.input.assign, positions)
+                            "from %s", stalled, self.config.router.stall_timeout_s, self.positions.next)
+                await self.reread()
             metrics.INPUT_STALL_RECOVERIES.inc()
         if not self.watchdog.healthy():
             log.error("input stalled for more than %.0fs on partitions %s: /health fails",
