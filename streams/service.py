@@ -104,8 +104,7 @@ class RouterService:
         """Read ``partitions`` from the positions recorded in the recovered progress table."""
         positions = {p: self.progress.get(progress_key(p)) for p in sorted(partitions)}
         async with self.lock:
-            if self.input is None:
-                self.input = QueryInput(self.kafka_conf, self.queries_topic, input_hint_group(self.config))
+            assert self.input is not None
             await asyncio.get_running_loop().run_in_executor(None, self.input.assign, positions)
             self.positions.hold(positions)
         log.info("reading queries from %s", ", ".join(
@@ -116,6 +115,8 @@ class RouterService:
         """The routing loop: poll, check continuity, route; follows assignments once ``recovered()``."""
         await self.wait_until_ready()
         loop = asyncio.get_running_loop()
+        self.input = await loop.run_in_executor(None, QueryInput, self.kafka_conf, self.queries_topic,
+                                                input_hint_group(self.config))
         batch, window = self.config.router.batch_size, self.config.router.batch_window_s
         while True:
             if self.pending is not None and recovered():
@@ -207,27 +208,38 @@ class RouterService:
         self.input.commit_hint(moved)
 
     async def watch(self) -> None:
-        """One watchdog round: compare the positions with the broker's end offsets; re-read a stalled
-        partition from its position; export the stall clocks."""
+        """One watchdog round over every partition of the queries topic: the held ones by their
+        positions, the others by the positions their routers commit as a hint. A stalled held partition
+        is read again from its position; a stalled one held elsewhere (or by nobody: e.g. an
+        assignment made while the topics' metadata was missing) is reported, and /health fails for
+        either once the stall lasts twice ``router.stall_timeout_s``."""
         if self.input is None:
             return
         held = dict(self.positions.next)
+        partitions = range(self.config.topics.query_partitions)
         try:
-            ends = await asyncio.get_running_loop().run_in_executor(None, self.input.high_watermarks, list(held))
+            ends, hints = await asyncio.get_running_loop().run_in_executor(None, self.input.broker_view, partitions)
         except Exception as exc:  # the broker may be briefly unreachable; the next round tries again
-            log.warning("watchdog: cannot read the end offsets of the queries topic: %s", exc)
+            log.warning("watchdog: cannot read the queries topic's end offsets: %s", exc)
             return
-        stalled = self.watchdog.check(time.monotonic(), dict(self.positions.next), ends, self.paused)
-        if stalled:
+        positions = {p: held[p] if p in held else hints.get(p) for p in partitions}
+        stalled = self.watchdog.check(time.monotonic(), positions, ends, self.paused)
+        mine = [p for p in stalled if p in held]
+        if mine:
             async with self.lock:
                 log.warning("input stalled on partitions %s (lag without progress for %.0fs): reading them again "
-                            "from %s", stalled, self.config.router.stall_timeout_s, self.positions.next)
+                            "from %s", mine, self.config.router.stall_timeout_s, self.positions.next)
                 await self.reread()
             metrics.INPUT_STALL_RECOVERIES.inc()
+        others = sorted(set(stalled) - set(mine))
+        if others:
+            log.warning("partitions %s have lag and their recorded progress has not moved for %.0fs; this process "
+                        "does not hold them (another router stalls, or no router holds them)", others,
+                        self.config.router.stall_timeout_s)
         if not self.watchdog.healthy():
             log.error("input stalled for more than %.0fs on partitions %s: /health fails",
                       2 * self.config.router.stall_timeout_s, sorted(self.watchdog.stalled_seconds()))
-        metrics.record_input_stalls(self.watchdog.stalled_seconds(), held, self.watchdog.healthy())
+        metrics.record_input_stalls(self.watchdog.stalled_seconds(), partitions, self.watchdog.healthy())
 
     async def reconcile(self, record: Record) -> None:
         """Apply one completion to the budget state."""

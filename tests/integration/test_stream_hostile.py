@@ -178,7 +178,7 @@ def test_state_reports_the_spend_right_after_a_restart(tmp_path: Path) -> None:
 
 def weights_for(config: ServiceConfig, models: list[str], version: int) -> RoutingWeights:
     """Plausible learned weights (gamma by model name, so any order means the same weights)."""
-    gamma = {m.name: 0.001 * (i + 1) for i, m in enumerate(config.models)}
+    gamma = {m.name: 1e-6 * (i + 1) for i, m in enumerate(config.models)}  # small: every query scores above 0
     return RoutingWeights(version=version, models=models, gamma=[gamma[m] for m in models], alpha=1e-4, eps=0.025,
                           solver="test", objective=1.0, cost_scale=1.0, sample_size=5, created_at=time.time())
 
