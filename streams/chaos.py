@@ -295,9 +295,16 @@ class Soak:
             if self.args.no_broker_restart:
                 faults = [f for f in faults if f.action != "restart-broker"]
             produced_at: dict[str, float] = {}
-            producer = threading.Thread(target=publish, name="chaos-producer", args=(
-                self.config.kafka.confluent(), self.config.topics.name(QUERIES), stamped(queries, produced_at),
-                len(queries), self.args.rate, False))
+            failures: list[BaseException] = []
+
+            def produce() -> None:
+                try:  # the broker restart can hold acknowledgements back for a while: wait as long as for outcomes
+                    publish(self.config.kafka.confluent(), self.config.topics.name(QUERIES),
+                            stamped(queries, produced_at), len(queries), self.args.rate, False, self.args.timeout)
+                except Exception as exc:  # reported below: a query never acknowledged is not the router's loss
+                    failures.append(exc)
+
+            producer = threading.Thread(target=produce, name="chaos-producer")
             started = time.monotonic()
             producer.start()
             done: list[str] = []
@@ -309,6 +316,8 @@ class Soak:
             for thread in [*threads, supervisor]:
                 thread.join()
             producer.join()
+            if failures:
+                raise RuntimeError(f"the soak's producer failed, so the stream is incomplete: {failures[0]}")
             tally = follow_outcomes(self.config, len(queries), timeout=self.args.timeout)
             return report(self.seed, self.config, tally, produced_at, sorted(done), self.unplanned)
         finally:

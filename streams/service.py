@@ -221,6 +221,7 @@ class RouterService:
             ends, hints = await asyncio.get_running_loop().run_in_executor(None, self.input.broker_view, partitions)
         except Exception as exc:  # the broker may be briefly unreachable; the next round tries again
             log.warning("watchdog: cannot read the queries topic's end offsets: %s", exc)
+            self.watchdog.reset()  # a broker outage is not a stall of this router: clocks start again after it
             return
         positions = {p: held[p] if p in held else hints.get(p) for p in partitions}
         stalled = self.watchdog.check(time.monotonic(), positions, ends, self.paused)

@@ -84,3 +84,12 @@ def test_watchdog_ignores_a_deliberate_pause_and_forgets_revoked_partitions() ->
     assert dog.check(30.0, {0: 5}, {0: 9}, paused=True) == []
     assert dog.check(35.0, {0: 5}, {0: 9}, paused=False) == []
     assert dog.check(100.0, {}, {}, paused=False) == [] and dog.healthy()
+
+
+def test_watchdog_reset_forgets_the_clocks() -> None:
+    dog = StallWatchdog(timeout_s=10)
+    dog.check(0.0, {0: 5}, {0: 9}, paused=False)
+    dog.check(25.0, {0: 5}, {0: 9}, paused=False)
+    assert not dog.healthy()
+    dog.reset()  # e.g. the broker did not answer
+    assert dog.healthy() and dog.check(26.0, {0: 5}, {0: 9}, paused=False) == []
