@@ -25,6 +25,7 @@ import yaml
 from schemas import Completion, QueryEvent, RoutedQuery, RoutingWeights
 from streams.app import app_id
 from streams.config import ServiceConfig, load_config, topic_name
+from streams import processes
 from streams.processes import ServiceProcess
 from streams.topics import COMPLETIONS, OBSERVATIONS, QUERIES, WEIGHTS
 from streams.weights import WEIGHTS_KEY
@@ -285,7 +286,7 @@ def test_the_worker_dead_letters_bad_routed_messages_and_keeps_serving(tmp_path:
 def unreachable_config(directory: Path) -> Path:
     """The example configuration pointed at a port where no broker listens."""
     data = yaml.safe_load((h.REPO / "examples" / "config.yaml").read_text())
-    data["kafka"]["bootstrap_servers"] = f"127.0.0.1:{h.free_port()}"
+    data["kafka"]["bootstrap_servers"] = f"127.0.0.1:{processes.free_port()}"
     data["history"] = [str(h.DATA)]
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(data))
