@@ -122,7 +122,7 @@ class RouterService:
             if self.pending is not None and recovered():
                 partitions, self.pending = self.pending, None
                 await self.resume(partitions)
-            if self.input is None or not self.positions.held():
+            if not self.positions.held():
                 await asyncio.sleep(window)
                 continue
             records, ends = await loop.run_in_executor(None, self.input.poll, batch, window)
