@@ -101,18 +101,36 @@ def create_topics(config: ServiceConfig, timeout: float = 30.0, specs: list[Topi
 
 def topic_size(kafka_conf: dict[str, str], topic: str, timeout: float = 10.0) -> int:
     """Messages currently in ``topic``: the sum over its partitions of high minus low watermark."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer
 
     consumer = Consumer({**kafka_conf, "group.id": "unused-topic-size"})
     try:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
         total = 0
         for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            low, high = watermarks(consumer, topic, partition, timeout)
             total += high - low
         return total
     finally:
         consumer.close()
+
+
+def watermarks(consumer: Any, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+    """(low, high) watermark of ``topic``/``partition``, retrying while the broker answers with a retriable
+    error (e.g. NOT_LEADER_FOR_PARTITION just after a topic was created or the broker restarted)."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = getattr(error, "retriable", lambda: False)() or getattr(error, "code", lambda: None)() in (
+                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError._TRANSPORT)
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def read_to_end(kafka_conf: dict[str, str], topic: str, timeout: float = 30.0) -> Iterator[Any]:
@@ -125,7 +143,7 @@ def read_to_end(kafka_conf: dict[str, str], topic: str, timeout: float = 30.0) -
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
         starts, ends = {}, {}
         for p in partitions:
-            starts[p], ends[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            starts[p], ends[p] = watermarks(consumer, topic, p, timeout)
         ends = {p: high for p, high in ends.items() if high > starts[p]}
         consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
         deadline = time.monotonic() + timeout
