@@ -11,6 +11,7 @@
 #                 `python` is Python 3.11 with venv (scripts/build-image.sh makes one with debootstrap)
 #   PIP_EXTRAS    extras of the project to install, e.g. "[minilm]" once the embedder backends are extras;
 #                 empty (the default) installs the project's default dependencies
+#   PIP_VERSION   pip used for the install (a base's own pip may be too old: Debian's 23.0 backtracks for hours)
 #   KEEP_TRITON   1 keeps triton (only torch.compile needs it; the service never compiles): +1 GB
 # The optional build secret `ca` is a CA bundle for pip (a proxy's CA); it is used during the build only
 # and is never part of an image layer.
@@ -20,6 +21,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ARG PIP_EXTRAS=""
 ARG KEEP_TRITON=0
+ARG PIP_VERSION=26.3
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 # hnswlib is published as a source distribution only: the build stage needs a C++ compiler.
@@ -40,6 +42,7 @@ COPY streams ./streams
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && pip install "pip==${PIP_VERSION}" \
     && pip install ".${PIP_EXTRAS}" \
     && if [ "${KEEP_TRITON}" != 1 ]; then pip uninstall -y triton; fi \
     && port-router --help >/dev/null \

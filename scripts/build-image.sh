@@ -29,11 +29,12 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IMAGE="${IMAGE:-localhost/port-router:dev}"
 BASE_IMAGE="${BASE_IMAGE:-docker.io/library/python:3.11-slim-bookworm}"
 BASE_PULL_TIMEOUT="${BASE_PULL_TIMEOUT:-60}"
-LOCAL_BASE="localhost/port-router-base:python3.11-bookworm"
+BASE_RECIPE=2  # bump when make_base_tar changes: the cached tarball and image are named after it
+LOCAL_BASE="localhost/port-router-base:python3.11-bookworm-r$BASE_RECIPE"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 BASE_CACHE="${PORT_ROUTER_CACHE:-$REPO/.cache}/image-base"
-BASE_TAR="$BASE_CACHE/bookworm-python3.11-v1.tar"
+BASE_TAR="$BASE_CACHE/bookworm-python3.11-r$BASE_RECIPE.tar"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}"
 WEB_PORT="${SMOKE_WEB_PORT:-16066}"
@@ -75,16 +76,20 @@ install_tools() {
 }
 
 make_base_tar() {
-  # Debian bookworm (minbase) with Python 3.11 and venv, `python` on PATH as in the python image.
+  # Debian bookworm (minbase) with Python 3.11, venv and its C headers (not the static library), `python`
+  # on PATH: what the python image offers a build.
   local root="$BASE_CACHE/rootfs.tmp"
   rm -rf "$root" && mkdir -p "$root"
   say "debootstrap bookworm into $root (first run only)"
-  debootstrap --variant=minbase --include=python3.11,python3.11-venv,ca-certificates \
-    bookworm "$root" "$DEBIAN_MIRROR" >"$BASE_CACHE/debootstrap.log" 2>&1 \
+  # apt inside the chroot, not --include: debootstrap does not resolve virtual packages (venv's distutils).
+  { debootstrap --variant=minbase --include=ca-certificates bookworm "$root" "$DEBIAN_MIRROR" &&
+    chroot "$root" apt-get install -y -q --no-install-recommends python3.11 python3.11-venv libpython3.11-dev; } \
+    >"$BASE_CACHE/debootstrap.log" 2>&1 \
     || { tail -20 "$BASE_CACHE/debootstrap.log" >&2; fail "debootstrap (log: $BASE_CACHE/debootstrap.log)"; }
   ln -sf /usr/bin/python3.11 "$root/usr/local/bin/python"
   ln -sf /usr/bin/python3.11 "$root/usr/local/bin/python3"
-  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* \
+  rm -rf "$root"/usr/lib/x86_64-linux-gnu/libpython3.11*.a "$root"/usr/lib/python3.11/config-*/*.a \
+    "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* \
     "$root"/usr/share/man/* "$root"/usr/share/locale/*
   tar -C "$root" -cf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
   rm -rf "$root"
