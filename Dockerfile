@@ -22,17 +22,20 @@ FROM ${PYTHON_IMAGE} AS build
 ARG PIP_EXTRAS=""
 ARG KEEP_TRITON=0
 ARG PIP_VERSION=26.3
+# HNSWLIB_NO_NATIVE: hnswlib compiles with -march=native otherwise, and the image would stop with an
+# illegal instruction on a node whose CPU lacks an instruction of the build machine's.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    HNSWLIB_NO_NATIVE=1
 # hnswlib is published as a source distribution only: the build stage needs a C++ compiler.
 # hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends g++ \
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends g++ \
     && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone, so that a change of the code reuses this (large) layer.
+# Dependencies (and the project's build requirements) first, from pyproject.toml alone, so that a change of the code reuses this (large) layer.
 # PyPI's only Linux x86_64 torch wheel is the CUDA build (its nvidia libraries are needed by
 # `import torch`); triton is needed only by torch.compile, which the service never uses, and is dropped
 # below (only /opt/venv as it is at the end of this stage goes into the runtime image).
@@ -42,18 +45,18 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && pip install "pip==${PIP_VERSION}" \
-    && python -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+    && python -c 'import sys, tomllib; t = tomllib.load(open("pyproject.toml", "rb")); p = t["project"]; \
 extras = sys.argv[1].strip("[]").split(",") if sys.argv[1] else []; \
-print("\n".join(p["dependencies"] + [d for e in extras for d in p["optional-dependencies"][e]]))' \
+print("\n".join(t["build-system"]["requires"] + p["dependencies"] \
+                + [d for e in extras for d in p["optional-dependencies"][e]]))' \
         "${PIP_EXTRAS}" >/tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 COPY README.md ./
 COPY router_core ./router_core
 COPY schemas ./schemas
 COPY streams ./streams
-# The project itself (its dependencies are installed above; pip checks them).
-RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --no-deps . \
+# The project itself, offline: its dependencies and build requirements are installed above; pip checks them.
+RUN pip install --no-cache-dir --no-deps --no-build-isolation --no-index . \
     && pip check \
     && if [ "${KEEP_TRITON}" != 1 ]; then pip uninstall -y triton; fi \
     && port-router --help >/dev/null \

@@ -13,7 +13,7 @@
 # (and stopping only that one). Exits non-zero on any failure; removes the containers it started.
 #
 # Environment:
-#   IMAGE               tag to build (default localhost/port-router:dev)
+#   IMAGE               tag to build (default localhost/port-router:<the chart's appVersion>)
 #   BASE_IMAGE          base tried first (default docker.io/library/python:3.11-slim-bookworm)
 #   BASE_PULL_TIMEOUT   seconds to wait for a registry (default 60)
 #   DEBIAN_MIRROR       debootstrap mirror (default http://deb.debian.org/debian)
@@ -26,7 +26,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-IMAGE="${IMAGE:-localhost/port-router:dev}"
+APP_VERSION="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$REPO/helm/Chart.yaml")"
+IMAGE="${IMAGE:-localhost/port-router:$APP_VERSION}"  # the chart's default image is port-router:<appVersion>
 BASE_IMAGE="${BASE_IMAGE:-docker.io/library/python:3.11-slim-bookworm}"
 BASE_PULL_TIMEOUT="${BASE_PULL_TIMEOUT:-60}"
 BASE_RECIPE=2  # bump when make_base_tar changes: the cached tarball and image are named after it
@@ -197,22 +198,23 @@ smoke_serve() {
   wait_until "/ready" router_ready
 }
 
-decided() {
-  # Queries the router decided (routed to a model or unserved), from its /metrics.
+metric_sum() {
+  # The sum of the router's counters whose name matches $1 (an awk regular expression), from /metrics.
   curl -fsS "http://127.0.0.1:$WEB_PORT/metrics" |
-    awk '/^port_router_(routed|unserved)_total\{/ { n += $NF } END { printf "%d\n", n }'
+    awk -v re="^($1)[{]" '$0 ~ re { n += $NF } END { printf "%d\n", n }'
 }
 
 all_decided() {
-  (($(decided) >= QUERIES))
+  # Every query decided: routed to a model or unserved.
+  (($(metric_sum 'port_router_(routed|unserved)_total') >= QUERIES))
 }
 
 smoke_route() {
   podman exec "$SERVE_CTR" port-router produce --config "$SMOKE_CONFIG" --limit "$QUERIES" --embeddings --quiet
   wait_until "$QUERIES decisions" all_decided
   local routed
-  routed="$(curl -fsS "http://127.0.0.1:$WEB_PORT/metrics" | awk '/^port_router_routed_total\{/ { n += $NF } END { printf "%d\n", n }')"
-  say "decided $(decided) of $QUERIES queries, $routed routed to a model"
+  routed="$(metric_sum port_router_routed_total)"
+  say "decided $(metric_sum 'port_router_(routed|unserved)_total') of $QUERIES queries, $routed routed to a model"
   ((routed > 0)) || fail "no query was routed to a model"
 }
 
