@@ -28,6 +28,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APP_VERSION="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$REPO/helm/Chart.yaml")"
 IMAGE="${IMAGE:-localhost/port-router:$APP_VERSION}"  # the chart's default image is port-router:<appVersion>
+BUILD_STAGE="$IMAGE-build-stage"
 BASE_IMAGE="${BASE_IMAGE:-docker.io/library/python:3.11-slim-bookworm}"
 BASE_PULL_TIMEOUT="${BASE_PULL_TIMEOUT:-60}"
 BASE_RECIPE=2  # bump when make_base_tar changes: the cached tarball and image are named after it
@@ -52,13 +53,18 @@ STEPS=()
 say() { echo "build-image: $*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 
+elapsed() {
+  # Seconds since the EPOCHREALTIME value $1, with one decimal.
+  awk -v t0="$1" -v t1="$EPOCHREALTIME" 'BEGIN { printf "%.1f", t1 - t0 }'
+}
+
 step() {
   # Run one named step and record its duration.
-  local name="$1" t0=$SECONDS
+  local name="$1" t0=$EPOCHREALTIME
   shift
   say "== $name"
   "$@"
-  STEPS+=("$(printf '%-16s %5d s' "$name" $((SECONDS - t0)))")
+  STEPS+=("$(printf '%-16s %7s s' "$name" "$(elapsed "$t0")")")
 }
 
 apt_install() {
@@ -117,18 +123,29 @@ resolve_base() {
   say "base: $BASE"
 }
 
-build() {
+bud() {
   local secret=()
   [[ -s "$CA_BUNDLE" ]] && secret=(--secret "id=ca,src=$CA_BUNDLE")
   nice -n 10 buildah bud --layers --format docker --isolation chroot \
     --build-arg "PYTHON_IMAGE=$BASE" --build-arg "PIP_EXTRAS=${PIP_EXTRAS:-}" "${secret[@]}" \
-    -t "$IMAGE" -f "$REPO/Dockerfile" "$REPO"
+    -f "$REPO/Dockerfile" "$@" "$REPO"
+}
+
+build() {
+  # The build stage is tagged too, so that pruning untagged images keeps its cached layers.
+  bud --target build -t "$BUILD_STAGE"
+  bud -t "$IMAGE"
+}
+
+prune() {
+  # Layers of earlier builds that no tag reaches any more (each build of a changed venv leaves ~6 GB).
+  podman image prune -f >/dev/null
 }
 
 image_size() {
   local bytes
   bytes="$(podman image inspect --format '{{.Size}}' "$IMAGE")"
-  IMAGE_SIZE="$(awk -v b="$bytes" 'BEGIN { printf "%.2f GB (%d bytes, uncompressed)", b / 1e9, b }')"
+  IMAGE_SIZE="$(awk -v b="$bytes" 'BEGIN { printf "%.2f GB (%.0f bytes, uncompressed)", b / 1e9, b }')"
   say "image $IMAGE: $IMAGE_SIZE"
 }
 
@@ -187,7 +204,7 @@ wait_until() {
 }
 
 router_ready() {
-  curl -fsS -o /dev/null "http://127.0.0.1:$WEB_PORT/ready"
+  curl -fs -o /dev/null "http://127.0.0.1:$WEB_PORT/ready"
 }
 
 smoke_serve() {
@@ -240,10 +257,11 @@ report() {
 main() {
   [[ $EUID -eq 0 ]] || fail "run as root (apt-get, buildah and podman with the system storage)"
   trap cleanup EXIT
-  local t0=$SECONDS
+  local t0=$EPOCHREALTIME
   step tools install_tools
   step base resolve_base
   step build build
+  step prune prune
   image_size
   if [[ "${1:-}" != "--no-smoke" ]]; then
     step help smoke_help
@@ -254,7 +272,7 @@ main() {
     step route smoke_route
     step healthcheck smoke_health
   fi
-  STEPS+=("$(printf '%-16s %5d s' total $((SECONDS - t0)))")
+  STEPS+=("$(printf '%-16s %7s s' total "$(elapsed "$t0")")")
   say "OK"
 }
 
