@@ -12,6 +12,8 @@
 #   PIP_EXTRAS    extras of the project to install, e.g. "[minilm]" once the embedder backends are extras;
 #                 empty (the default) installs the project's default dependencies
 #   PIP_VERSION   pip used for the install (a base's own pip may be too old: Debian's 23.0 backtracks for hours)
+#   TORCH_INDEX_URL  a PyTorch CPU wheel index (or a mirror of it) to take torch==TORCH_VERSION from: CPU-only
+#                 torch, no nvidia libraries (~4 GB less). Empty (the default): torch from PyPI, the CUDA build
 #   KEEP_TRITON   1 keeps triton (only torch.compile needs it; the service never compiles): +1 GB
 # The optional build secret `ca` is a CA bundle for pip (a proxy's CA); it is used during the build only
 # and is never part of an image layer.
@@ -22,6 +24,8 @@ FROM ${PYTHON_IMAGE} AS build
 ARG PIP_EXTRAS=""
 ARG KEEP_TRITON=0
 ARG PIP_VERSION=26.3
+ARG TORCH_INDEX_URL=""
+ARG TORCH_VERSION=2.15.0
 # HNSWLIB_NO_NATIVE: hnswlib compiles with -march=native otherwise, and the image would stop with an
 # illegal instruction on a node whose CPU lacks an instruction of the build machine's.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -37,7 +41,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies (and the project's build requirements) first, from pyproject.toml alone, so that a change of the code reuses this (large) layer.
 # PyPI's only Linux x86_64 torch wheel is the CUDA build (its nvidia libraries are needed by
-# `import torch`); triton is needed only by torch.compile, which the service never uses, and is dropped
+# `import torch`), unless TORCH_INDEX_URL names a CPU wheel index; triton is needed only by torch.compile, which the service never uses, and is dropped
 # below (only /opt/venv as it is at the end of this stage goes into the runtime image).
 COPY pyproject.toml ./
 # hadolint ignore=DL3013
@@ -45,6 +49,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && pip install "pip==${PIP_VERSION}" \
+    && if [ -n "${TORCH_INDEX_URL}" ]; then pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"; fi \
     && python -c 'import sys, tomllib; t = tomllib.load(open("pyproject.toml", "rb")); p = t["project"]; \
 extras = sys.argv[1].strip("[]").split(",") if sys.argv[1] else []; \
 print("\n".join(t["build-system"]["requires"] + p["dependencies"] \
