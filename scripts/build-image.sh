@@ -8,7 +8,8 @@
 # Installs buildah, podman, runc and debootstrap from Debian when absent (apt-get, as root).
 # The base is BASE_IMAGE when a registry serves it; otherwise a Debian bookworm + Python 3.11 base made
 # with debootstrap, cached as a tarball under $PORT_ROUTER_CACHE/image-base and as a local image.
-# pip's downloads and wheels stay in buildah's cache mount, layers in the container storage.
+# Layers stay in the container storage (the build stage is tagged so that pruning keeps them); pip's
+# cache mount keeps the wheels it compiled (hnswlib): the proxy here lets pip cache no download.
 # The smoke run uses the broker on $KAFKA_BOOTSTRAP, starting one with scripts/kafka.sh when none answers
 # (and stopping only that one). Exits non-zero on any failure; removes the containers it started.
 #
