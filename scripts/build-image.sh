@@ -258,6 +258,8 @@ report() {
 main() {
   [[ $EUID -eq 0 ]] || fail "run as root (apt-get, buildah and podman with the system storage)"
   trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   local t0=$EPOCHREALTIME
   step tools install_tools
   step base resolve_base
