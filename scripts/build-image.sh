@@ -21,7 +21,7 @@
 #   CA_BUNDLE           CA bundle given to pip as a build secret (default /etc/ssl/certs/ca-certificates.crt)
 #   PIP_EXTRAS          passed to the Dockerfile (default empty)
 #   PORT_ROUTER_CACHE   cache root (default <repo>/.cache)
-#   KAFKA_PORT / KAFKA_BOOTSTRAP  broker for the smoke run (default 9092 / 127.0.0.1:$KAFKA_PORT)
+#   KAFKA_PORT / KAFKA_BOOTSTRAP  broker for the smoke run (default 127.0.0.1:9092; either one sets the other)
 #   SMOKE_WEB_PORT      the router's web port in the smoke run (default 16066; host network)
 #   SMOKE_TIMEOUT       seconds to wait for /ready and for the routed queries (default 900)
 set -euo pipefail
@@ -38,8 +38,8 @@ DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 BASE_CACHE="${PORT_ROUTER_CACHE:-$REPO/.cache}/image-base"
 BASE_TAR="$BASE_CACHE/bookworm-python3.11-r$BASE_RECIPE.tar"
-KAFKA_PORT="${KAFKA_PORT:-9092}"
-KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}"
+KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-9092}}"
+KAFKA_PORT="${KAFKA_PORT:-${KAFKA_BOOTSTRAP##*:}}"  # the port of a broker this script starts
 WEB_PORT="${SMOKE_WEB_PORT:-16066}"
 TIMEOUT="${SMOKE_TIMEOUT:-900}"
 QUERIES=100
