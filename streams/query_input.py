@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from streams.router import Record
+from streams.topics import watermarks
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +145,7 @@ class QueryInput:
         from confluent_kafka import TopicPartition
 
         partitions = list(partitions)
-        ends = {p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)[1]
-                for p in partitions}
+        ends = {p: watermarks(self.consumer, self.topic, p, timeout)[1] for p in partitions}
         committed = self.consumer.committed([TopicPartition(self.topic, p) for p in partitions], timeout=timeout)
         return ends, {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
 
