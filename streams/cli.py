@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from streams.acls import Principals
+from streams.tools.acls import Principals
 from streams.config import ConfigError, ServiceConfig, load_config
 from streams.topics import BrokerUnavailable, require_broker
 
@@ -42,8 +42,8 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the router (Faust worker) until stopped."""
-    from streams.app import build_app, run_app
-    from streams.data import load_engine
+    from streams.service.app import build_app, run_app
+    from streams.service.data import load_engine
 
     config = _config(args)
     require_broker(config.kafka.confluent())
@@ -55,14 +55,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_produce(args: argparse.Namespace) -> int:
     """Publish queries from a file, or the configured held-out stream."""
-    from streams.produce import QuerySource, events, publish, read_source
+    from streams.tools.produce import QuerySource, events, publish, read_source
     from streams.topics import QUERIES
 
     config = _config(args)
     if args.file:
         source = read_source(Path(args.file))
     else:
-        from streams.data import load_split
+        from streams.service.data import load_split
 
         _, stream = load_split(config)
         if stream is None:
@@ -71,7 +71,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     if args.limit:
         source = QuerySource(source.ids[: args.limit], source.texts[: args.limit])
     if args.embeddings:
-        from streams.data import load_engine, stream_embeddings
+        from streams.service.data import load_engine, stream_embeddings
 
         engine, _ = load_engine(config)
         source = QuerySource(source.ids, source.texts, stream_embeddings(engine, list(source.texts)))
@@ -84,7 +84,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Serve one model's routed topic with the replay or openai backend."""
-    from streams.app import app_id
+    from streams.service.app import app_id
     from streams.worker import OpenAIBackend, ReplayBackend, Worker
 
     config = _config(args)
@@ -106,7 +106,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_acls(args: argparse.Namespace) -> int:
     """Print the kafka-acls.sh commands of the trust model (docs/SECURITY.md)."""
-    from streams.acls import command, grants
+    from streams.tools.acls import command, grants
 
     config = _config(args)
     who = Principals(producer=args.producer, router=args.router, worker=args.worker, operator=args.operator)
@@ -116,29 +116,29 @@ def cmd_acls(args: argparse.Namespace) -> int:
 
 
 def cmd_lag(args: argparse.Namespace) -> int:
-    """Consumer lag (streams.lag, written by ops)."""
-    from streams import lag
+    """Consumer lag (streams.tools.lag, written by ops)."""
+    from streams.tools import lag
 
     return lag.run(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The end-to-end demo on a local broker."""
-    from streams.demo import run_demo
+    from streams.tools.demo import run_demo
 
     return run_demo(args)
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
     """The chaos soak on the local broker."""
-    from streams.chaos import run_chaos
+    from streams.tools.chaos import run_chaos
 
     return run_chaos(args)
 
 
 def cmd_bench_stream(args: argparse.Namespace) -> int:
     """Throughput and latency of the router against a pass-through agent."""
-    from streams.bench import run_bench
+    from streams.tools.bench_stream import run_bench
 
     return run_bench(args)
 
@@ -149,8 +149,8 @@ def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def add_lag_parser(subparsers: argparse._SubParsersAction) -> None:
-    """The ``lag`` command; its arguments come from streams.lag."""
-    from streams import lag
+    """The ``lag`` command; its arguments come from streams.tools.lag."""
+    from streams.tools import lag
 
     parser = subparsers.add_parser("lag", help="consumer lag per group and topic")
     parser.set_defaults(handler=cmd_lag)
@@ -160,7 +160,7 @@ def add_lag_parser(subparsers: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     from router_core import cli as core_cli
-    from streams import chaos as chaos_module
+    from streams.tools import chaos as chaos_module
 
     parser = argparse.ArgumentParser(prog="port-router", description="PORT router: stream service and offline tools")
     parser.add_argument("--log-level", dest="loglevel", default="info", choices=["debug", "info", "warning", "error"])

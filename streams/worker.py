@@ -30,7 +30,7 @@ from router_core.history import History
 from schemas import Completion, RoutedQuery
 from streams import metrics
 from streams.config import ModelSettings, ServiceConfig, topic_name
-from streams.router import Outgoing, Record, dead_letter, key_reason, validation_reason
+from streams.service.router import Outgoing, Record, dead_letter, key_reason, validation_reason
 from streams.topics import COMPLETIONS, DLQ, BrokerUnavailable, read_to_end
 
 log = logging.getLogger(__name__)

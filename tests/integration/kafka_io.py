@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from streams.config import ServiceConfig
-from streams.outcomes import OutcomeTally, output_topics
+from streams.tools.outcomes import OutcomeTally, output_topics
 from streams.topics import DLQ, read_to_end
 
 T = TypeVar("T")

@@ -19,10 +19,10 @@ import yaml
 from router_core.datasets import SHARED_SUBSET, SHIPPED_SUBSET
 from schemas import QueryEvent
 from streams.config import ServiceConfig, load_config
-from streams import processes
-from streams.processes import broker_answers
-from streams.outcomes import OutcomeTally, follow_outcomes
-from streams.produce import publish
+from streams.tools import processes
+from streams.tools.processes import broker_answers
+from streams.tools.outcomes import OutcomeTally, follow_outcomes
+from streams.tools.produce import publish
 from streams.topics import QUERIES, create_topics, topic_size
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,12 +23,12 @@ import pytest
 import yaml
 
 from schemas import Completion, QueryEvent, RoutedQuery, RoutingWeights
-from streams.app import app_id
+from streams.service.app import app_id
 from streams.config import ServiceConfig, load_config, topic_name
-from streams import processes
-from streams.processes import ServiceProcess
+from streams.tools import processes
+from streams.tools.processes import ServiceProcess
 from streams.topics import COMPLETIONS, OBSERVATIONS, QUERIES, WEIGHTS
-from streams.weights import WEIGHTS_KEY
+from streams.service.weights import WEIGHTS_KEY
 
 import stream_harness as h
 from kafka_io import dead_letters, read_all, send, tally_now, wait_for

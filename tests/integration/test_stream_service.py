@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from schemas import QueryEvent
-from streams.chaos import share_usage
+from streams.tools.chaos import share_usage
 from streams.config import load_config
-from streams.processes import ServiceProcess
-from streams.data import load_split
-from streams.outcomes import follow_outcomes
-from streams.produce import publish_raw
+from streams.tools.processes import ServiceProcess
+from streams.service.data import load_split
+from streams.tools.outcomes import follow_outcomes
+from streams.tools.produce import publish_raw
 from streams.topics import OBSERVATIONS, QUERIES, WEIGHTS
 
 from stream_harness import (

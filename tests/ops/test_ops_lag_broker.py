@@ -53,7 +53,7 @@ def test_lag_reader_and_monitor_against_the_broker(bootstrap: str, topic_with_gr
 
 
 def test_lag_command_prints_the_table(bootstrap: str, topic_with_group: tuple[str, str], capsys) -> None:
-    from streams import lag
+    from streams.tools import lag
 
     topic, group = topic_with_group
     parser = argparse.ArgumentParser()
@@ -65,7 +65,7 @@ def test_lag_command_prints_the_table(bootstrap: str, topic_with_group: tuple[st
 
 
 def test_lag_command_reports_an_unreachable_broker(capsys) -> None:
-    from streams import lag
+    from streams.tools import lag
 
     parser = argparse.ArgumentParser()
     lag.add_arguments(parser)

@@ -191,7 +191,7 @@ def test_no_query_text_in_any_label() -> None:
 def test_lag_table_has_rows_totals_and_placeholder() -> None:
     from rich.console import Console
 
-    from streams.lag import lag_table
+    from streams.tools.lag import lag_table
 
     rows = [m.PartitionLag("g", "t", 1, None, 0, 4), m.PartitionLag("g", "t", 0, 3, 0, 10)]
     console = Console(width=120, record=True)
@@ -207,7 +207,7 @@ def test_lag_table_has_rows_totals_and_placeholder() -> None:
 def test_lag_settings_from_arguments(tmp_path) -> None:
     import argparse
 
-    from streams.lag import add_arguments, kafka_settings
+    from streams.tools.lag import add_arguments, kafka_settings
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -221,7 +221,7 @@ def test_lag_settings_from_arguments(tmp_path) -> None:
 def test_lag_watch_refreshes_survives_errors_and_stops_on_ctrl_c(monkeypatch, capsys) -> None:
     import argparse
 
-    from streams import lag
+    from streams.tools import lag
 
     reads = iter([[m.PartitionLag("g", "t", 0, 1, 0, 5)], RuntimeError("broker hiccup"),
                   [m.PartitionLag("g", "t", 0, 4, 0, 5)]])

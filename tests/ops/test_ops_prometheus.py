@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from opstools import REPO, tool
-from streams.processes import free_port
+from streams.tools.processes import free_port
 
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 from stream_harness import (  # noqa: E402  (the stream service's own test harness)
@@ -124,9 +124,9 @@ def commit_probe_offsets(config, group: str, committed: int) -> dict[int, int]:
 
 def test_prometheus_scrapes_routed_rate_and_consumer_lag(tmp_path: Path) -> None:
     require_environment()
-    from streams.app import app_id
+    from streams.service.app import app_id
     from streams.config import load_config, topic_name
-    from streams.service import input_hint_group
+    from streams.service.service import input_hint_group
 
     path = write_config(tmp_path, partitions=2, n_expected=200)
     config = load_config(path, {})

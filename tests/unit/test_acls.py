@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.acls import Principals, command, grants
+from streams.tools.acls import Principals, command, grants
 from streams.config import ModelSettings, ServiceConfig
 
 CONFIG = ServiceConfig(models=[ModelSettings(name="a/b", budget=1.0), ModelSettings(name="c", budget=1.0)],

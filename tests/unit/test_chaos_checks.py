@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.chaos import decisions_by_id, longest_stall, schedule, share_usage
+from streams.tools.chaos import decisions_by_id, longest_stall, schedule, share_usage
 from streams.config import load_config
-from streams.outcomes import OutcomeTally
+from streams.tools.outcomes import OutcomeTally
 
 REPO = Path(__file__).resolve().parents[2]
 

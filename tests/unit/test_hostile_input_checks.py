@@ -13,8 +13,8 @@ import pytest
 
 from schemas import QueryEvent, RoutedQuery, RoutingWeights
 from streams.config import ModelSettings, ServiceConfig
-from streams.router import CostBound, Record, Router, TopicNames, finite_or_none, unit_embedding
-from streams.weights import align_weights
+from streams.service.router import CostBound, Record, Router, TopicNames, finite_or_none, unit_embedding
+from streams.service.weights import align_weights
 from streams.worker import Worker
 
 from test_stream_router import FakeEngine, Weights, record

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from streams.query_input import InputPositions
-from streams.router import Record
-from streams.watchdog import StallWatchdog
+from streams.service.query_input import InputPositions
+from streams.service.router import Record
+from streams.service.watchdog import StallWatchdog
 
 
 def records(partition: int, *offsets: int) -> list[Record]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from router_core.estimator import Estimates
 from schemas import QueryEvent
-from streams.router import Record, Router, TopicNames
+from streams.service.router import Record, Router, TopicNames
 
 
 class FakeEngine:

@@ -1,7 +1,7 @@
 """The Faust application: router, optimizer and reconciler agents, state tables, health endpoints.
 
 Delivery: at-least-once input. The router reads the queries topic itself
-(streams.query_input), from the positions in its changelog-backed ``progress`` table, for
+(streams.service.query_input), from the positions in its changelog-backed ``progress`` table, for
 exactly the partitions whose state Faust assigned to this process. Per micro-batch it (1)
 validates, embeds and estimates in a worker thread, (2) records decisions and reservations in
 the changelog-backed ``decisions`` table, (3) flushes the producer so those changelog records
@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from router_core.engine import RoutingEngine
-from streams import metrics, telemetry
+from streams import metrics
+from streams.service import telemetry
 from streams.config import ServiceConfig, topic_name
 from streams.topics import COMPLETIONS
-from streams.ledger import key_partition
-from streams.router import Record
-from streams.service import RouterService
+from streams.service.ledger import key_partition
+from streams.service.router import Record
+from streams.service.service import RouterService
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 It consumes the queries topic with the same micro-batching as the router and forwards a
 small record per query (id, produced_at, forwarded_at) to ``<prefix>passthrough.out``, so
 the benchmark can subtract what Kafka and Faust cost from what routing costs.
-Run: ``python -m streams.passthrough --config CONFIG`` (the benchmark starts it).
+Run: ``python -m streams.tools.passthrough --config CONFIG`` (the benchmark starts it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streams.app import app_id, run_app
+from streams.service.app import app_id, run_app
 from streams.config import ServiceConfig, load_config
 from streams.topics import QUERIES
 

@@ -1,7 +1,7 @@
 """The router process's stream work, between Faust's agents and the per-batch Router.
 
 One ``RouterService`` per process holds the Router, the weights watcher, the optimizer and
-the two changelog-backed tables (decisions, progress). ``streams.app`` wires its methods
+the two changelog-backed tables (decisions, progress). ``streams.service.app`` wires its methods
 to Faust agents, pages and timers.
 """
 
@@ -14,15 +14,16 @@ from collections import Counter
 from typing import Any, Callable, MutableMapping, Sequence
 
 from router_core.engine import RoutingEngine
-from streams import metrics, telemetry
+from streams import metrics
+from streams.service import telemetry
 from streams import topics as T
 from streams.config import ServiceConfig, topic_name
-from streams.data import budgets_in_order
-from streams.ledger import state_key
-from streams.query_input import InputPositions, QueryInput
-from streams.router import CostBound, Outgoing, Record, Router, TopicNames, finite_or_none
-from streams.watchdog import StallWatchdog
-from streams.weights import Optimizer, WeightsWatcher
+from streams.service.data import budgets_in_order
+from streams.service.ledger import state_key
+from streams.service.query_input import InputPositions, QueryInput
+from streams.service.router import CostBound, Outgoing, Record, Router, TopicNames, finite_or_none
+from streams.service.watchdog import StallWatchdog
+from streams.service.weights import Optimizer, WeightsWatcher
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from schemas import QueryEvent
-from streams import processes
+from streams.tools import processes
 from streams.config import ServiceConfig, load_config
-from streams.outcomes import OutcomeTally, follow_outcomes
-from streams.processes import KAFKA_SCRIPT, REPO, ServiceProcess
+from streams.tools.outcomes import OutcomeTally, follow_outcomes
+from streams.tools.processes import KAFKA_SCRIPT, REPO, ServiceProcess
 
 log = logging.getLogger(__name__)
 LIVENESS_S = 15.0  # how long a router's /health may fail before the soak restarts it, as a liveness probe would
@@ -277,7 +277,7 @@ class Soak:
 
     def run(self, queries: list[QueryEvent]) -> SoakReport:
         """Run the soak on ``queries``; return its report (processes stopped at the end)."""
-        from streams.produce import publish
+        from streams.tools.produce import publish
         from streams.topics import QUERIES, create_topics
 
         create_topics(self.config)
@@ -333,7 +333,7 @@ def stamped(queries: list[QueryEvent], produced_at: dict[str, float]) -> Iterato
 
 def soak_queries(config: ServiceConfig, count: int, seed: int) -> list[QueryEvent]:
     """``count`` held-out queries (the stream cycled, ids unique per soak) with precomputed embeddings."""
-    from streams.data import load_engine, stream_embeddings
+    from streams.service.data import load_engine, stream_embeddings
 
     engine, stream = load_engine(config)
     if stream is None:

@@ -25,9 +25,9 @@ import numpy as np
 
 from schemas import QueryEvent
 from streams.config import ServiceConfig, load_config
-from streams import processes
-from streams.processes import REPO, ServiceProcess
-from streams.produce import QuerySource, produce_with_retry
+from streams.tools import processes
+from streams.tools.processes import REPO, ServiceProcess
+from streams.tools.produce import QuerySource, produce_with_retry
 from streams.topics import QUERIES, TopicSpec, create_topics
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def queries_for(source: QuerySource, prefix: str, embeddings: np.ndarray | None)
 def run_router(args: argparse.Namespace, name: str, source: QuerySource, embeddings: np.ndarray | None,
                children: list[ServiceProcess]) -> RunResult:
     """One router run: start, warm up until the weights are learned, measure."""
-    from streams.outcomes import output_topics
+    from streams.tools.outcomes import output_topics
 
     config, env = fresh_config(args.config, "r")
     create_topics(config)
@@ -155,14 +155,14 @@ def run_router(args: argparse.Namespace, name: str, source: QuerySource, embeddi
 def run_passthrough(args: argparse.Namespace, source: QuerySource, embeddings: np.ndarray,
                     children: list[ServiceProcess]) -> RunResult:
     """The pass-through run, on the same events as the precomputed-embedding router run."""
-    from streams.passthrough import OUTPUT
+    from streams.tools.passthrough import OUTPUT
 
     config, env = fresh_config(args.config, "p")
     output = config.topics.name(OUTPUT)
     create_topics(config, specs=[TopicSpec(config.topics.name(QUERIES), config.topics.query_partitions, {}),
                                  TopicSpec(output, config.topics.query_partitions, {})])
     process = ServiceProcess("passthrough", ["--config", args.config], REPO / ".cache" / "bench-logs" / "passthrough.log",
-                             env, web_port=config.router.web_port, module="streams.passthrough")
+                             env, web_port=config.router.web_port, module="streams.tools.passthrough")
     children.append(process.start())
     process.wait_ready(timeout=args.timeout)
     measure("pass-through (warm-up)", config, [output], queries_for(source, "w:", embeddings)[:64], args.timeout)
@@ -174,7 +174,7 @@ def run_passthrough(args: argparse.Namespace, source: QuerySource, embeddings: n
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the three measurements and print (and optionally write) the results."""
-    from streams.data import load_engine, stream_embeddings
+    from streams.service.data import load_engine, stream_embeddings
 
     config = load_config(args.config)
     engine, stream = load_engine(config)

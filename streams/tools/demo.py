@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from streams import processes
+from streams.tools import processes
 from streams.config import ServiceConfig, load_config
-from streams.outcomes import OutcomeTally, follow_outcomes
-from streams.processes import KAFKA_SCRIPT, REPO, broker_answers, get_json
+from streams.tools.outcomes import OutcomeTally, follow_outcomes
+from streams.tools.processes import KAFKA_SCRIPT, REPO, broker_answers, get_json
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def summary(tally: OutcomeTally, state: dict[str, Any], config: ServiceConfig) -
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns 0 when every query was accounted for."""
-    from streams.data import load_split
-    from streams.produce import QuerySource, events, publish
+    from streams.service.data import load_split
+    from streams.tools.produce import QuerySource, events, publish
     from streams.topics import QUERIES, create_topics
 
     prefix = f"demo{int(time.time())}."

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from schemas import RoutingWeights
 from streams import metrics
-from streams.router import Outgoing, Prepared, Router
+from streams.service.router import Outgoing, Prepared, Router
 
 
 def record_batch(prepared: Prepared, emitted: Sequence[Outgoing], decide_seconds: float) -> None:

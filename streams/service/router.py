@@ -25,7 +25,7 @@ from router_core.engine import RoutingEngine
 from router_core.estimator import Estimates
 from schemas import Completion, DeadLetter, ObservationEvent, QueryEvent, RoutedQuery, RoutingWeights, UnservedQuery
 from schemas.events import MAX_RAW_CHARS
-from streams.ledger import Ledger, key_partition, state_key
+from streams.service.ledger import Ledger, key_partition, state_key
 
 log = logging.getLogger(__name__)
 

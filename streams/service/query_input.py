@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from streams.router import Record
+from streams.service.router import Record
 from streams.topics import watermarks
 
 log = logging.getLogger(__name__)

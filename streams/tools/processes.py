@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO / "scripts" / "kafka.sh"
 
 
