@@ -12,7 +12,7 @@ from pathlib import Path
 
 from streams.tools.acls import Principals
 from streams.config import ConfigError, ServiceConfig, load_config
-from streams.topics import BrokerUnavailable, require_broker
+from streams.kafka import BrokerUnavailable, require_broker
 
 DEFAULT_CONFIG = "examples/config.yaml"
 log = logging.getLogger("port-router")
@@ -56,7 +56,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     """Publish queries from a file, or the configured held-out stream."""
     from streams.tools.produce import QuerySource, events, publish, read_source
-    from streams.topics import QUERIES
 
     config = _config(args)
     if args.file:
@@ -75,8 +74,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
         engine, _ = load_engine(config)
         source = QuerySource(source.ids, source.texts, stream_embeddings(engine, list(source.texts)))
-    sent = publish(config.kafka.confluent(), config.topics.name(QUERIES),
-                   events(source, args.id_prefix, with_text=not args.no_text), len(source), rate=args.rate,
+    sent = publish(config, events(source, args.id_prefix, with_text=not args.no_text), len(source), rate=args.rate,
                    progress=not args.quiet)
     print(f"produced {len(sent)} queries")
     return 0

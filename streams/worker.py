@@ -28,10 +28,11 @@ from pydantic import ValidationError
 
 from router_core.history import History
 from schemas import Completion, RoutedQuery
-from streams import metrics
+from streams import kafka, metrics
 from streams.config import ModelSettings, ServiceConfig, topic_name
 from streams.service.router import Outgoing, Record, dead_letter, key_reason, validation_reason
-from streams.topics import COMPLETIONS, DLQ, BrokerUnavailable, read_to_end
+from streams.kafka import BrokerUnavailable, read_to_end
+from streams.topics import COMPLETIONS, DLQ
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +165,11 @@ class Worker:
     def run(self, max_idle: float | None = None) -> int:
         """Serve until SIGTERM/SIGINT (or ``max_idle`` seconds without messages); return the count served.
         Raises BrokerUnavailable when the broker does not acknowledge a completion or dead letter."""
-        from confluent_kafka import Consumer, Producer
-
         conf = self.config.kafka.confluent()
         served = served_ids(conf, self.completions, self.model)
-        consumer = Consumer({**conf, "group.id": self.group, "enable.auto.commit": False,
-                             "auto.offset.reset": "earliest"})
-        producer = Producer({**conf, "acks": "all", "enable.idempotence": True})
-        self.partitions = len(consumer.list_topics(self.completions, timeout=30).topics[self.completions].partitions)
+        consumer = kafka.consumer(conf, self.group, **{"auto.offset.reset": "earliest"})
+        producer = kafka.producer(conf, **{"enable.idempotence": True})
+        self.partitions = len(kafka.partitions(consumer, self.completions, timeout=30))
         consumer.subscribe([self.topic])
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: setattr(self, "stopping", True))

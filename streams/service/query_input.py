@@ -18,8 +18,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from streams import kafka
 from streams.service.router import Record
-from streams.topics import watermarks
 
 log = logging.getLogger(__name__)
 
@@ -100,20 +100,13 @@ class QueryInput:
     """A confluent-kafka consumer of the queries topic, assigned by hand at given positions."""
 
     def __init__(self, kafka_conf: dict[str, str], topic: str, hint_group: str) -> None:
-        from confluent_kafka import Consumer
-
         self.topic = topic
-        self.consumer = Consumer({
-            **kafka_conf, "group.id": hint_group, "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest", "enable.partition.eof": True,
-        })
+        self.consumer = kafka.consumer(kafka_conf, hint_group, **{
+            "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "enable.partition.eof": True})
 
     def assign(self, positions: dict[int, int | None]) -> None:
         """Read exactly these partitions, each from its offset (None: from the log's beginning)."""
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
-        self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING if o is None else o)
-                              for p, o in sorted(positions.items())])
+        kafka.assign(self.consumer, self.topic, positions)
 
     def seek(self, partition: int, offset: int) -> None:
         """Read ``partition`` again from ``offset``."""
@@ -145,7 +138,7 @@ class QueryInput:
         from confluent_kafka import TopicPartition
 
         partitions = list(partitions)
-        ends = {p: watermarks(self.consumer, self.topic, p, timeout)[1] for p in partitions}
+        ends = {p: kafka.watermarks(self.consumer, self.topic, p, timeout)[1] for p in partitions}
         committed = self.consumer.committed([TopicPartition(self.topic, p) for p in partitions], timeout=timeout)
         return ends, {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
 

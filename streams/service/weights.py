@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from router_core.engine import RoutingEngine
 from router_core.estimator import Estimates
 from schemas import ObservationEvent, RoutingWeights
+from streams import kafka
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,10 @@ class WeightsWatcher:
         return self._latest
 
     def _run(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+        from confluent_kafka import KafkaError
 
-        consumer = Consumer({**self.kafka_conf, "group.id": "unused-weights-watcher", "enable.auto.commit": False,
-                             "enable.partition.eof": True})
-        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+        consumer = kafka.consumer(self.kafka_conf, "unused-weights-watcher", **{"enable.partition.eof": True})
+        kafka.assign(consumer, self.topic, {0: None})
         try:
             while not self._stop.is_set():
                 message = consumer.poll(0.5)
@@ -139,9 +139,7 @@ def align_weights(weights: RoutingWeights, models: Sequence[str]) -> RoutingWeig
 
 def publish_weights(kafka_conf: dict[str, str], topic: str, weights: RoutingWeights) -> None:
     """Write ``weights`` under the weights key and wait for the broker's acknowledgement (RuntimeError if none)."""
-    from confluent_kafka import Producer
-
-    producer = Producer({**kafka_conf, "acks": "all", "enable.idempotence": True})
+    producer = kafka.producer(kafka_conf, **{"enable.idempotence": True})
     producer.produce(topic, key=WEIGHTS_KEY, value=weights.model_dump_json().encode())
     if producer.flush(30) != 0:
         raise RuntimeError(f"could not publish weights to {topic}")
@@ -149,10 +147,8 @@ def publish_weights(kafka_conf: dict[str, str], topic: str, weights: RoutingWeig
 
 def read_observations(kafka_conf: dict[str, str], topic: str, count: int, timeout: float = 60.0) -> Estimates:
     """The estimates of the first ``count`` observations on ``topic`` (partition 0)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    consumer = Consumer({**kafka_conf, "group.id": "unused-observation-reader", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    consumer = kafka.consumer(kafka_conf, "unused-observation-reader")
+    kafka.assign(consumer, topic, {0: None})
     quality: list[list[float]] = []
     cost: list[list[float]] = []
     deadline = time.monotonic() + timeout

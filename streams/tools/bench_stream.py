@@ -25,9 +25,10 @@ import numpy as np
 
 from schemas import QueryEvent
 from streams.config import ServiceConfig, load_config
+from streams import kafka
 from streams.tools import processes
 from streams.tools.processes import REPO, ServiceProcess
-from streams.tools.produce import QuerySource, produce_with_retry
+from streams.tools.produce import QuerySource, publish
 from streams.topics import QUERIES, TopicSpec, create_topics
 
 log = logging.getLogger(__name__)
@@ -49,19 +50,8 @@ class RunResult:
 def send_queries(config: ServiceConfig, queries: list[QueryEvent], rate: float = 0.0) -> dict[str, float]:
     """Publish ``queries`` (``rate`` per second, 0: as fast as possible) stamped with produced_at as
     they go; return {id: produced_at}."""
-    from confluent_kafka import Producer
-
-    producer = Producer({**config.kafka.confluent(), "acks": "all", "linger.ms": 5})
-    sent_at = {}
-    start = time.monotonic()
-    for i, query in enumerate(queries):
-        if rate > 0 and (delay := start + i / rate - time.monotonic()) > 0:
-            time.sleep(delay)
-        stamped = query.model_copy(update={"produced_at": time.time()})
-        sent_at[query.id] = stamped.produced_at
-        produce_with_retry(producer, config.topics.name(QUERIES), stamped.id.encode(),
-                           stamped.model_dump_json().encode())
-    producer.flush(60)
+    sent_at: dict[str, float] = {}
+    publish(config, queries, len(queries), rate, progress=False, produced_at=sent_at)
     return sent_at
 
 
@@ -77,24 +67,15 @@ def output_times(value: dict[str, Any]) -> tuple[str, float]:
 def collect(config: ServiceConfig, topics: list[str], sent_at: dict[str, float],
             timeout: float) -> dict[str, tuple[float, float]]:
     """{id: (produced_at, output time)} for the ids of ``sent_at``, read from ``topics`` until all are seen."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer({**config.kafka.confluent(), "group.id": f"bench-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe(topics)
     seen: dict[str, tuple[float, float]] = {}
-    deadline = time.monotonic() + timeout
-    try:
-        while len(seen) < len(sent_at) and time.monotonic() < deadline:
-            for message in consumer.consume(1000, timeout=0.5):
-                if message.error():
-                    continue
-                query_id, out_at = output_times(json.loads(message.value()))
-                if query_id in sent_at and query_id not in seen:
-                    seen[query_id] = (sent_at[query_id], out_at)
-    finally:
-        consumer.close()
-    if len(seen) < len(sent_at):
+
+    def handle(message: Any) -> None:
+        query_id, out_at = output_times(json.loads(message.value()))
+        if query_id in sent_at and query_id not in seen:
+            seen[query_id] = (sent_at[query_id], out_at)
+
+    if not kafka.follow(config.kafka.confluent(), topics, f"bench-{uuid.uuid4().hex}", handle,
+                        lambda: len(seen) >= len(sent_at), timeout):
         raise TimeoutError(f"only {len(seen)} of {len(sent_at)} outputs within {timeout:.0f}s")
     return seen
 

@@ -25,7 +25,7 @@ import urllib.error
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from schemas import QueryEvent
 from streams.tools import processes
@@ -278,7 +278,7 @@ class Soak:
     def run(self, queries: list[QueryEvent]) -> SoakReport:
         """Run the soak on ``queries``; return its report (processes stopped at the end)."""
         from streams.tools.produce import publish
-        from streams.topics import QUERIES, create_topics
+        from streams.topics import create_topics
 
         create_topics(self.config)
         try:
@@ -299,8 +299,7 @@ class Soak:
 
             def produce() -> None:
                 try:  # the broker restart can hold acknowledgements back for a while: wait as long as for outcomes
-                    publish(self.config.kafka.confluent(), self.config.topics.name(QUERIES),
-                            stamped(queries, produced_at), len(queries), self.args.rate, False, self.args.timeout)
+                    publish(self.config, queries, len(queries), self.args.rate, False, self.args.timeout, produced_at)
                 except Exception as exc:  # reported below: a query never acknowledged is not the router's loss
                     failures.append(exc)
 
@@ -322,13 +321,6 @@ class Soak:
             return report(self.seed, self.config, tally, produced_at, sorted(done), self.unplanned)
         finally:
             processes.stop_all(self.routers + self.workers)
-
-
-def stamped(queries: list[QueryEvent], produced_at: dict[str, float]) -> Iterator[QueryEvent]:
-    """Yield ``queries``, recording when each was handed to the producer."""
-    for query in queries:
-        produced_at[query.id] = time.time()
-        yield query
 
 
 def soak_queries(config: ServiceConfig, count: int, seed: int) -> list[QueryEvent]:

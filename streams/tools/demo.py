@@ -19,7 +19,8 @@ from typing import Any, Callable
 from streams.tools import processes
 from streams.config import ServiceConfig, load_config
 from streams.tools.outcomes import OutcomeTally, follow_outcomes
-from streams.tools.processes import KAFKA_SCRIPT, REPO, broker_answers, get_json
+from streams.kafka import broker_answers
+from streams.tools.processes import KAFKA_SCRIPT, REPO, get_json
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns 0 when every query was accounted for."""
     from streams.service.data import load_split
     from streams.tools.produce import QuerySource, events, publish
-    from streams.topics import QUERIES, create_topics
+    from streams.topics import create_topics
 
     prefix = f"demo{int(time.time())}."
     env = {**os.environ, "PORT_ROUTER__TOPICS__PREFIX": prefix, "HF_HUB_OFFLINE": "1"}
@@ -91,7 +92,7 @@ def run_demo(args: argparse.Namespace) -> int:
     log_dir = REPO / ".cache" / "demo-logs"
     children: list[processes.ServiceProcess] = []
     try:
-        if not broker_answers(bootstrap):
+        if not broker_answers(config.kafka.confluent()):
             port = bootstrap.rsplit(":", 1)[-1]
             subprocess.run([str(KAFKA_SCRIPT), "start"], check=True, env={**env, "KAFKA_PORT": port})
             started_broker = True
@@ -109,7 +110,7 @@ def run_demo(args: argparse.Namespace) -> int:
             log_path = log_dir / f"worker-{model.name.replace('/', '_')}.log"
             children.append(processes.worker(args.config, model.name, log_path, env=env).start())
         source = QuerySource(stream.ids[:n], stream.prompts[:n])
-        ids = publish(config.kafka.confluent(), config.topics.name(QUERIES), events(source, "demo:"), n)
+        ids = publish(config, events(source, "demo:"), n)
         tally = follow_outcomes(config, len(ids), timeout=args.timeout, live=True,
                                 status=budget_status(router.url("/state")))
         tally.produced = len(ids)

@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from streams import kafka
 from streams.config import ServiceConfig
 from streams.topics import COMPLETIONS, DLQ, UNSERVED
 
@@ -76,29 +77,24 @@ def follow_outcomes(config: ServiceConfig, expected: int, timeout: float, live: 
     """Read the output topics from the beginning until ``expected`` queries are decided (and, with
     ``wait_completions``, every routed one completed), or ``timeout`` seconds pass. With ``live``,
     show a progress line, followed by ``status()`` when given."""
-    from confluent_kafka import Consumer
     from rich.live import Live
 
     kinds = output_topics(config)
-    consumer = Consumer({**config.kafka.confluent(), "group.id": f"outcomes-{time.time_ns()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe(list(kinds))
     tally = OutcomeTally()
-    deadline = time.monotonic() + timeout
+
+    def done() -> bool:
+        routed = sum(tally.routed.values())
+        return tally.decided() >= expected and (not wait_completions or len(tally.completions) >= routed)
+
     with Live(auto_refresh=False, transient=False) as screen:
-        try:
-            while time.monotonic() < deadline:
-                for message in consumer.consume(500, timeout=0.5):
-                    if message.error() is None:
-                        tally.add(kinds[message.topic()], json.loads(message.value()))
-                if live:
-                    extra = "" if status is None else "\n" + status()
-                    screen.update(progress_line(tally, expected) + extra, refresh=True)
-                routed = sum(tally.routed.values())
-                if tally.decided() >= expected and (not wait_completions or len(tally.completions) >= routed):
-                    break
-        finally:
-            consumer.close()
+        def show() -> None:
+            if live:
+                extra = "" if status is None else "\n" + status()
+                screen.update(progress_line(tally, expected) + extra, refresh=True)
+
+        kafka.follow(config.kafka.confluent(), list(kinds), f"outcomes-{time.time_ns()}",
+                     lambda message: tally.add(kinds[message.topic()], json.loads(message.value())), done, timeout,
+                     tick=show)
     return tally
 
 

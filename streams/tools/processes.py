@@ -30,20 +30,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
-    """True when a broker answers a metadata request at ``bootstrap`` (quietly: no client log lines)."""
-    from confluent_kafka.admin import AdminClient
-
-    quiet = logging.getLogger("port_router.broker_probe")
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
-    try:
-        AdminClient({"bootstrap.servers": bootstrap, "logger": quiet}).list_topics(timeout=timeout)
-        return True
-    except Exception:  # confluent-kafka raises KafkaException on timeout
-        return False
-
-
 def get_json(url: str, timeout: float = 10.0) -> dict[str, Any]:
     """GET ``url`` and parse the JSON body."""
     with urllib.request.urlopen(url, timeout=timeout) as response:

@@ -7,11 +7,14 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from schemas import QueryEvent
+from streams import kafka
+from streams.config import ServiceConfig
+from streams.topics import QUERIES
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +71,15 @@ def events(source: QuerySource, id_prefix: str = "", with_text: bool = True) -> 
                          embedding=embedding, produced_at=time.time())
 
 
-def publish(kafka_conf: dict[str, str], topic: str, queries: Iterator[QueryEvent], total: int,
-            rate: float = 0.0, progress: bool = True, ack_timeout: float = 60.0) -> list[str]:
-    """Publish ``queries`` keyed by id at ``rate`` per second (0: as fast as possible); return the ids
-    once the broker acknowledged all of them (RuntimeError after ``ack_timeout`` seconds)."""
-    from confluent_kafka import Producer
+def publish(config: ServiceConfig, queries: Iterable[QueryEvent], total: int, rate: float = 0.0,
+            progress: bool = True, ack_timeout: float = 60.0, produced_at: dict[str, float] | None = None
+            ) -> list[str]:
+    """Publish ``queries`` to the queries topic of ``config``, keyed by id, at ``rate`` per second (0: as fast
+    as possible), each stamped with its ``produced_at`` as it goes (also recorded in ``produced_at`` when
+    given); return the ids once the broker acknowledged all of them (RuntimeError after ``ack_timeout`` s)."""
     from rich.progress import Progress
+
+    topic = config.topics.name(QUERIES)
 
     failed: list[str] = []
 
@@ -81,8 +87,9 @@ def publish(kafka_conf: dict[str, str], topic: str, queries: Iterator[QueryEvent
         if error is not None:
             failed.append(f"{message.key()!r}: {error}")  # type: ignore[attr-defined]
 
-    producer = Producer({**kafka_conf, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-                         "message.timeout.ms": int(max(ack_timeout, 1.0) * 1000), "on_delivery": delivered})
+    producer = kafka.producer(config.kafka.confluent(), **{
+        "enable.idempotence": True, "linger.ms": 5, "message.timeout.ms": int(max(ack_timeout, 1.0) * 1000),
+        "on_delivery": delivered})
     sent: list[str] = []
     start = time.monotonic()
     with Progress(disable=not progress, transient=False) as bar:
@@ -93,7 +100,9 @@ def publish(kafka_conf: dict[str, str], topic: str, queries: Iterator[QueryEvent
                 if delay > 0:
                     time.sleep(delay)
             query = query.model_copy(update={"produced_at": time.time()})
-            produce_with_retry(producer, topic, query.id.encode(), query.model_dump_json().encode())
+            if produced_at is not None:
+                produced_at[query.id] = query.produced_at
+            kafka.produce_with_retry(producer, topic, query.id.encode(), query.model_dump_json().encode())
             sent.append(query.id)
             bar.advance(task)
     if producer.flush(ack_timeout) != 0 or failed:
@@ -103,23 +112,10 @@ def publish(kafka_conf: dict[str, str], topic: str, queries: Iterator[QueryEvent
     return sent
 
 
-def produce_with_retry(producer: object, topic: str, key: bytes | None, value: bytes) -> None:
-    """``producer.produce`` that waits for room when the local queue is full."""
-    while True:
-        try:
-            producer.produce(topic, key=key, value=value)  # type: ignore[attr-defined]
-            producer.poll(0)  # type: ignore[attr-defined]
-            return
-        except BufferError:
-            producer.poll(0.1)  # type: ignore[attr-defined]
-
-
 def publish_raw(kafka_conf: dict[str, str], topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
     """Publish raw (key, value) pairs as they are (tests and operators use it for malformed input)."""
-    from confluent_kafka import Producer
-
-    producer = Producer({**kafka_conf, "acks": "all", "message.max.bytes": 8 * 1024 * 1024})
+    producer = kafka.producer(kafka_conf, **{"message.max.bytes": 8 * 1024 * 1024})
     for key, value in messages:
-        produce_with_retry(producer, topic, key, value)
+        kafka.produce_with_retry(producer, topic, key, value)
     if producer.flush(60) != 0:
         raise RuntimeError("raw messages not acknowledged by the broker within 60s")

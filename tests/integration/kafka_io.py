@@ -9,7 +9,8 @@ from typing import Callable, TypeVar
 
 from streams.config import ServiceConfig
 from streams.tools.outcomes import OutcomeTally, output_topics
-from streams.topics import DLQ, read_to_end
+from streams.kafka import read_to_end
+from streams.topics import DLQ
 
 T = TypeVar("T")
 

@@ -114,7 +114,7 @@ def test_watermarks_retry_a_partition_without_leader_but_not_other_errors() -> N
     import pytest
     from confluent_kafka import KafkaError, KafkaException
 
-    from streams.topics import watermarks
+    from streams.kafka import watermarks
 
     flaky = FlakyConsumer(2, KafkaError.NOT_LEADER_FOR_PARTITION)
     assert watermarks(flaky, "t", 0, timeout=5) == (3, 9) and flaky.calls == 3
