@@ -1,4 +1,4 @@
-"""Prometheus metrics of the router and the workers, and consumer-lag collection from the broker.
+"""Prometheus metrics of the router and the workers, and the export of consumer lag.
 
 Every metric lives in :data:`REGISTRY` (a dedicated registry plus the process and platform
 collectors). Label values are bounded: model names from the configuration, fixed phase and
@@ -6,7 +6,7 @@ reason sets, consumer group / topic / partition. Query text, ids and keys never 
 
 Serving: workers call :func:`serve_metrics` (a plain HTTP server); the Faust router mounts
 :func:`render_metrics` as its ``/metrics`` web view. Consumer lag is read in a background
-thread by :class:`LagMonitor` and exported as ``port_router_consumer_lag_messages``.
+thread by :class:`LagMonitor` (from streams.consumer_lag.LagReader) and exported as ``port_router_consumer_lag_messages``.
 
 Wiring (what the Helm chart, the dashboard and tests/ops/test_ops_prometheus.py expect):
 
@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,6 +41,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from streams.consumer_lag import LagReader, PartitionLag
 
 log = logging.getLogger(__name__)
 
@@ -271,94 +273,7 @@ def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
     log.info("metrics: serving on http://%s:%d/metrics", addr, port)
 
 
-# -- consumer lag ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PartitionLag:
-    """The lag of one consumer group on one topic partition."""
-
-    group: str
-    topic: str
-    partition: int
-    committed: int | None  # None: the group has not committed an offset on this partition
-    low: int
-    high: int
-
-    @property
-    def lag(self) -> int:
-        """Messages the group has not consumed yet (from ``low`` when it never committed)."""
-        return partition_lag(self.committed, self.low, self.high)
-
-
-def partition_lag(committed: int | None, low: int, high: int) -> int:
-    """High watermark minus the committed offset. Without a commit the group would start at the
-    low watermark (``auto.offset.reset=earliest``); a commit below ``low`` points at deleted
-    messages, so counting starts at ``low`` too."""
-    start = low if committed is None or committed < 0 else max(committed, low)
-    return max(0, high - start)
-
-
-class LagReader:
-    """Reads committed offsets per group and watermarks per partition with confluent-kafka's AdminClient."""
-
-    def __init__(self, kafka_conf: dict[str, str], timeout: float = 10.0, admin: Any = None) -> None:
-        if admin is None:
-            from confluent_kafka.admin import AdminClient
-
-            admin = AdminClient(kafka_conf)
-        self.admin = admin
-        self.timeout = timeout
-
-    def groups(self, prefix: str = "") -> list[str]:
-        """Consumer groups on the cluster whose id starts with ``prefix``, sorted."""
-        listing = self.admin.list_consumer_groups(request_timeout=self.timeout).result(self.timeout)
-        return sorted(g.group_id for g in listing.valid if g.group_id.startswith(prefix))
-
-    def read(self, groups: Sequence[str]) -> list[PartitionLag]:
-        """The lag of every partition of every topic on which one of ``groups`` committed offsets."""
-        committed = {group: self._committed(group) for group in groups}
-        topics = sorted({topic for offsets in committed.values() for topic, _ in offsets})
-        partitions = self._partitions(topics)
-        low, high = self._watermarks([(t, p) for t in topics for p in range(partitions.get(t, 0))])
-        rows = []
-        for group in groups:
-            group_topics = sorted({topic for topic, _ in committed[group]})
-            for topic in group_topics:
-                for partition in range(partitions.get(topic, 0)):
-                    tp = (topic, partition)
-                    rows.append(PartitionLag(group, topic, partition, committed[group].get(tp),
-                                             low.get(tp, 0), high.get(tp, 0)))
-        return rows
-
-    def _committed(self, group: str) -> dict[tuple[str, int], int]:
-        from confluent_kafka import ConsumerGroupTopicPartitions
-
-        futures = self.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
-                                                         request_timeout=self.timeout)
-        result = futures[group].result(self.timeout)
-        return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions
-                if tp.error is None and tp.offset >= 0}
-
-    def _partitions(self, topics: Sequence[str]) -> dict[str, int]:
-        if not topics:
-            return {}
-        metadata = self.admin.list_topics(timeout=self.timeout).topics
-        return {t: len(metadata[t].partitions) for t in topics if t in metadata}
-
-    def _watermarks(self, tps: Sequence[tuple[str, int]]) -> tuple[dict, dict]:
-        from confluent_kafka import TopicPartition
-        from confluent_kafka.admin import OffsetSpec
-
-        marks: list[dict[tuple[str, int], int]] = []
-        for spec in (OffsetSpec.earliest(), OffsetSpec.latest()):
-            if not tps:
-                marks.append({})
-                continue
-            futures = self.admin.list_offsets({TopicPartition(t, p): spec for t, p in tps},
-                                              request_timeout=self.timeout)
-            marks.append({(tp.topic, tp.partition): f.result(self.timeout).offset for tp, f in futures.items()})
-        return marks[0], marks[1]
-
-
+# -- consumer lag (read by streams.consumer_lag) ----------------------------------------------
 def record_lag(rows: Iterable[PartitionLag]) -> None:
     """Replace the consumer-lag gauges with ``rows``."""
     CONSUMER_LAG.replace({(r.group, r.topic, str(r.partition)): r.lag for r in rows})

@@ -6,6 +6,7 @@ from typing import Sequence
 
 from schemas import RoutingWeights
 from streams import metrics
+from streams.consumer_lag import LagReader
 from streams.service.router import Outgoing, Prepared, Router
 
 
@@ -38,6 +39,6 @@ def record_state(router: Router, weights: RoutingWeights | None) -> None:
 def start(router: Router, kafka_conf: dict[str, str], group_prefix: str) -> metrics.LagMonitor:
     """Declare the per-model series and start the consumer-lag monitor."""
     metrics.declare_router_models(router.models)
-    monitor = metrics.LagMonitor(metrics.LagReader(kafka_conf), group_prefix=group_prefix)
+    monitor = metrics.LagMonitor(LagReader(kafka_conf), group_prefix=group_prefix)
     monitor.start()
     return monitor

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from streams.metrics import LagReader, PartitionLag
+from streams.consumer_lag import LagReader, PartitionLag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from streams import consumer_lag
 from streams import metrics as m
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,7 @@ def topic_with_group(bootstrap: str):
 
 def test_lag_reader_and_monitor_against_the_broker(bootstrap: str, topic_with_group: tuple[str, str]) -> None:
     topic, group = topic_with_group
-    reader = m.LagReader({"bootstrap.servers": bootstrap})
+    reader = consumer_lag.LagReader({"bootstrap.servers": bootstrap})
     assert group in reader.groups("ops-test.group.")
     rows = {(r.topic, r.partition): r for r in reader.read([group])}
     assert set(rows) == {(topic, 0), (topic, 1)}

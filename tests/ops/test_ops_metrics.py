@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from streams import consumer_lag
 from streams import metrics as m
 from streams.metrics import REGISTRY
 
@@ -117,7 +118,7 @@ def test_histograms_observe_seconds() -> None:
     (5, 0, 12, 7), (None, 0, 12, 12), (None, 4, 12, 8), (2, 4, 12, 8), (12, 0, 12, 0), (-1001, 3, 3, 0),
 ])
 def test_partition_lag(committed: int | None, low: int, high: int, lag: int) -> None:
-    assert m.partition_lag(committed, low, high) == lag
+    assert consumer_lag.partition_lag(committed, low, high) == lag
 
 
 class FakeReader:
@@ -125,22 +126,22 @@ class FakeReader:
 
     timeout = 1.0
 
-    def __init__(self, rows: list[m.PartitionLag] | None = None, error: Exception | None = None) -> None:
+    def __init__(self, rows: list[consumer_lag.PartitionLag] | None = None, error: Exception | None = None) -> None:
         self.rows, self.error, self.asked = rows or [], error, []
 
     def groups(self, prefix: str = "") -> list[str]:
         self.asked.append(prefix)
         return ["port.port-router"]
 
-    def read(self, groups: list[str]) -> list[m.PartitionLag]:
+    def read(self, groups: list[str]) -> list[consumer_lag.PartitionLag]:
         if self.error:
             raise self.error
         return [r for r in self.rows if r.group in groups]
 
 
 def test_lag_monitor_exports_rows_and_counts_errors() -> None:
-    rows = [m.PartitionLag("port.port-router", "port.queries", 0, 3, 0, 10),
-            m.PartitionLag("port.port-router", "port.queries", 1, None, 0, 4)]
+    rows = [consumer_lag.PartitionLag("port.port-router", "port.queries", 0, 3, 0, 10),
+            consumer_lag.PartitionLag("port.port-router", "port.queries", 1, None, 0, 4)]
     reader = FakeReader(rows)
     monitor = m.LagMonitor(reader, group_prefix="port.")  # type: ignore[arg-type]
     assert monitor.poll() == rows and reader.asked == ["port."]
@@ -193,7 +194,7 @@ def test_lag_table_has_rows_totals_and_placeholder() -> None:
 
     from streams.tools.lag import lag_table
 
-    rows = [m.PartitionLag("g", "t", 1, None, 0, 4), m.PartitionLag("g", "t", 0, 3, 0, 10)]
+    rows = [consumer_lag.PartitionLag("g", "t", 1, None, 0, 4), consumer_lag.PartitionLag("g", "t", 0, 3, 0, 10)]
     console = Console(width=120, record=True)
     console.print(lag_table(rows, warn_at=5))
     text = console.export_text()
@@ -223,8 +224,8 @@ def test_lag_watch_refreshes_survives_errors_and_stops_on_ctrl_c(monkeypatch, ca
 
     from streams.tools import lag
 
-    reads = iter([[m.PartitionLag("g", "t", 0, 1, 0, 5)], RuntimeError("broker hiccup"),
-                  [m.PartitionLag("g", "t", 0, 4, 0, 5)]])
+    reads = iter([[consumer_lag.PartitionLag("g", "t", 0, 1, 0, 5)], RuntimeError("broker hiccup"),
+                  [consumer_lag.PartitionLag("g", "t", 0, 4, 0, 5)]])
 
     class ScriptedReader:
         def __init__(self, conf: dict, timeout: float) -> None:
@@ -233,7 +234,7 @@ def test_lag_watch_refreshes_survives_errors_and_stops_on_ctrl_c(monkeypatch, ca
         def groups(self, prefix: str = "") -> list[str]:
             return ["g"]
 
-        def read(self, groups: list[str]) -> list[m.PartitionLag]:
+        def read(self, groups: list[str]) -> list[consumer_lag.PartitionLag]:
             step = next(reads)
             if isinstance(step, Exception):
                 raise step
