@@ -16,34 +16,30 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import BOOTSTRAP, require_broker, unavailable
 from router_core.datasets import SHARED_SUBSET, SHIPPED_SUBSET
 from schemas import QueryEvent
 from streams.config import ServiceConfig, load_config
 from streams.tools import processes
-from streams.tools.processes import broker_answers
 from streams.tools.outcomes import OutcomeTally, follow_outcomes
 from streams.tools.produce import publish
-from streams.topics import QUERIES, create_topics, topic_size
+from streams.kafka import topic_size
+from streams.topics import create_topics
 
 REPO = Path(__file__).resolve().parents[2]
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 DATA = Path(os.environ.get("PORT_ROUTER_DATA", SHARED_SUBSET if SHARED_SUBSET.is_dir() else SHIPPED_SUBSET))
 DIMENSION = 384  # all-MiniLM-L6-v2
 
 
 def require(condition: bool, reason: str) -> None:
-    """Fail under CI=true, skip (with the reason) otherwise, when ``condition`` is false."""
-    if condition:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"NOT RUNNABLE: {reason}")
-    pytest.skip(f"NOT RUN: {reason}")
+    """conftest.unavailable(reason) when ``condition`` is false."""
+    if not condition:
+        unavailable(reason)
 
 
 def require_environment() -> None:
     """The broker answers and the shared data exists."""
-    require(broker_answers(BOOTSTRAP), f"no Kafka broker answers at {BOOTSTRAP} (run scripts/kafka.sh start "
-                                       f"or set KAFKA_BOOTSTRAP)")
+    require_broker()
     require(DATA.is_dir(), f"the RouterBench subset is not at {DATA} (set PORT_ROUTER_DATA)")
 
 
@@ -86,8 +82,7 @@ def random_queries(count: int, run: str, seed: int = 0, text_every: int = 0) -> 
 
 def produce(config: ServiceConfig, queries: list[QueryEvent], rate: float = 0.0) -> list[str]:
     """Publish ``queries`` to the config's queries topic."""
-    return publish(config.kafka.confluent(), config.topics.name(QUERIES), iter(queries), len(queries), rate=rate,
-                   progress=False)
+    return publish(config, queries, len(queries), rate=rate, progress=False)
 
 
 def outcomes(config: ServiceConfig, expected: int, timeout: float = 180.0) -> OutcomeTally:

@@ -10,18 +10,11 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
+from conftest import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("PORT_ROUTER_CACHE", REPO / ".cache"))
 INSTALL_HINT = "run scripts/install-ops-tools.sh"
-
-
-def unavailable(reason: str) -> None:
-    """Fail under CI, skip loudly elsewhere."""
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 def tool(name: str) -> str:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from opstools import REPO, tool, unavailable
+from conftest import unavailable
+from opstools import REPO, tool
 
 CHART = REPO / "helm"
 MULTI = CHART / "ci" / "multi-model-values.yaml"
