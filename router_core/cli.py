@@ -148,24 +148,24 @@ def run_overhead(args: argparse.Namespace) -> int:
     """``port-router overhead``: per-query cost of PORT's hot path against the HNSW search alone."""
     import numpy as np
 
+    from router_core.assembly import assemble
     from router_core.embedding import Embedder
-    from router_core.engine import fit_estimator, index_history
     from router_core.evaluation.experiment import split_rows
     from router_core.evaluation.overhead import measure_overhead
     from router_core.estimator import QueryFeatures
     from router_core.evaluation.splits import split_budget
     from router_core.history import load_history
-    from router_core.prompts import SharedPrefixes
 
     console = Console()
     data, _ = load_history(args.data or default_data_paths())
     test_rows, history_rows = split_rows(len(data), args.n_test, seed=42)
-    history, test = data.subset(history_rows), data.subset(test_rows)
     embedder = Embedder(EmbeddingParams(model=args.embedding_model))
-    index = index_history(history, embedder, IndexParams())
-    estimator = fit_estimator(index, history, args.estimator, args.k)
-    texts = SharedPrefixes(index.manifest.shared_prefixes).strip_all(test.prompts)
-    vectors = embedder.embed_cached(texts)
+    assembly = assemble(data, (history_rows, test_rows), embedder, IndexParams())
+    history, test, index = assembly.history, assembly.held_out, assembly.index
+    assert test is not None  # split above
+    estimator = assembly.estimator(args.estimator, args.k)
+    texts = assembly.prefixes.strip_all(test.prompts)
+    vectors = assembly.held_out_vectors()
     sample = texts[: args.embed_sample]
     started = time.perf_counter()
     embedder.embed(sample)
@@ -192,8 +192,7 @@ def run_index_build(args: argparse.Namespace) -> int:
     from router_core.engine import build_index
     from router_core.history import load_history
 
-    data, report = load_history(args.data or default_data_paths())
-    log.info("data: %s", report.summary())
+    data, _ = load_history(args.data or default_data_paths())  # load_history logs its summary
     embedder = Embedder(EmbeddingParams(model=args.embedding_model))
     index = build_index(data, embedder, IndexParams(m=args.m, ef_construction=args.ef_construction),
                         PortParams(estimator=args.estimator, k=args.k), show_progress=True)

@@ -91,13 +91,6 @@ class RoutingEngine:
         self.decider = PortDecider(port, cost_scale=float(history.cost.mean()))
         self.port = port
 
-    @classmethod
-    def create(cls, history: History, embedding: EmbeddingParams, index: IndexParams, port: PortParams,
-               index_dir: Path | None = None) -> "RoutingEngine":
-        """Load the embedding model and the index (building and saving it when absent)."""
-        embedder = Embedder(embedding)
-        return cls(history, embedder, load_or_build_index(history, embedder, index, port, index_dir), port)
-
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of query texts, after stripping the templates the index was built without."""
         return self.embedder.embed(self.prefixes.strip_all(texts))

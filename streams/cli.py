@@ -47,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _config(args)
     require_broker(config.kafka.confluent())
-    engine, _ = load_engine(config)
+    engine = load_engine(config)
     sys.argv = [sys.argv[0], "worker"]  # Faust's worker reads its own command line
     run_app(build_app(config, engine), loglevel=args.loglevel)
     return 0
@@ -58,22 +58,20 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from streams.tools.produce import QuerySource, events, publish, read_source
 
     config = _config(args)
+    from streams.service.data import load_assembly, load_split
+
+    assembly = load_assembly(config) if args.embeddings else None  # loads the history once for both
     if args.file:
         source = read_source(Path(args.file))
     else:
-        from streams.service.data import load_split
-
-        _, stream = load_split(config)
+        stream = load_split(config)[1] if assembly is None else assembly.held_out
         if stream is None:
             raise ConfigError("produce: give --file, or set history_rows in the configuration to hold out a stream")
         source = QuerySource(stream.ids, stream.prompts)
     if args.limit:
         source = QuerySource(source.ids[: args.limit], source.texts[: args.limit])
-    if args.embeddings:
-        from streams.service.data import load_engine, stream_embeddings
-
-        engine, _ = load_engine(config)
-        source = QuerySource(source.ids, source.texts, stream_embeddings(engine, list(source.texts)))
+    if assembly is not None:
+        source = QuerySource(source.ids, source.texts, assembly.embed_cached(source.texts))
     sent = publish(config, events(source, args.id_prefix, with_text=not args.no_text), len(source), rate=args.rate,
                    progress=not args.quiet)
     print(f"produced {len(sent)} queries")

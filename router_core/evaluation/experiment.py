@@ -17,8 +17,8 @@ from typing import Iterator
 
 import numpy as np
 
+from router_core.assembly import assemble
 from router_core.embedding import Embedder
-from router_core.engine import fit_estimator, index_history
 from router_core.estimator import Estimates, QueryFeatures
 from router_core.estimators.metrics import brier, log_loss, mape
 from router_core.evaluation.replay import Accounting, replay
@@ -28,7 +28,6 @@ from router_core.neighbours import exact_neighbours
 from router_core.params import IndexParams, PortParams
 from router_core.policies import Stream, create_policy
 from router_core.policies.offline import Opt
-from router_core.prompts import SharedPrefixes
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +79,13 @@ def prepare_seed(data: History, embedder: Embedder, index_params: IndexParams, n
                  estimators: tuple[str, ...]) -> Iterator[PreparedSeed]:
     """Split, embed and index the history once, then per estimator tune it and estimate the test stream."""
     test_rows, history_rows = split_rows(len(data), n_test, seed)
-    history, test = data.subset(history_rows), data.subset(test_rows)
-    index = index_history(history, embedder, index_params)
-    prefixes = SharedPrefixes(index.manifest.shared_prefixes)
-    test_vectors = embedder.embed_cached(prefixes.strip_all(test.prompts))
+    assembly = assemble(data, (history_rows, test_rows), embedder, index_params)
+    history, test, index = assembly.history, assembly.held_out, assembly.index
+    assert test is not None  # split above
+    test_vectors = assembly.held_out_vectors()
     features = QueryFeatures.of(test.prompts, test.tasks)
     for name in estimators:
-        estimator = fit_estimator(index, history, name, k)
+        estimator = assembly.estimator(name, k)
         log.info("seed %d: %s tuned: %s", seed, name, estimator.settings)
         exact = exact_neighbours(test_vectors, index.vectors(), estimator.neighbours_needed)
         yield PreparedSeed(

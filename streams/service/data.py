@@ -1,4 +1,5 @@
-"""The history the router indexes and the query stream the producer sends, from the configuration."""
+"""The history the router indexes and the query stream the producer sends, from the configuration,
+assembled by router_core.assembly (the offline benchmark's path too) into a ready RoutingEngine."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from router_core.assembly import Assembly, assemble
+from router_core.embedding import Embedder
 from router_core.engine import RoutingEngine
 from router_core.history import History, load_history
 from streams.config import ConfigError, ServiceConfig
@@ -30,8 +33,8 @@ def split_rows(n: int, seed: int, stream_size: int) -> tuple[np.ndarray, np.ndar
     return np.sort(order[stream_size:]), order[:stream_size]
 
 
-def load_split(config: ServiceConfig) -> tuple[History, History | None]:
-    """(history the index is built on, held-out query stream or None) as ``history_rows`` says."""
+def load_rows(config: ServiceConfig) -> tuple[History, tuple[np.ndarray, np.ndarray] | None]:
+    """(the configured data, its (history rows, stream rows) as ``history_rows`` says, or None: all history)."""
     full, _ = load_history(config.history)  # load_history logs its summary
     configured = tuple(m.name for m in config.models)
     if set(configured) != set(full.models):
@@ -41,8 +44,13 @@ def load_split(config: ServiceConfig) -> tuple[History, History | None]:
     if config.history_rows is None:
         return full, None
     seed, size = parse_split(config.history_rows)
-    history_rows, stream_rows = split_rows(len(full), seed, size)
-    return full.subset(history_rows), full.subset(stream_rows)
+    return full, split_rows(len(full), seed, size)
+
+
+def load_split(config: ServiceConfig) -> tuple[History, History | None]:
+    """(history the index is built on, held-out query stream or None) as ``history_rows`` says."""
+    full, rows = load_rows(config)
+    return (full, None) if rows is None else (full.subset(rows[0]), full.subset(rows[1]))
 
 
 def budgets_in_order(config: ServiceConfig, models: tuple[str, ...]) -> np.ndarray:
@@ -50,17 +58,18 @@ def budgets_in_order(config: ServiceConfig, models: tuple[str, ...]) -> np.ndarr
     return np.array([config.model(m).budget for m in models], dtype=np.float64)
 
 
-def load_engine(config: ServiceConfig) -> tuple[RoutingEngine, History | None]:
-    """The routing engine on the configured history (index loaded from or saved to ``index_dir``),
-    and the held-out stream when ``history_rows`` splits one off."""
-    history, stream = load_split(config)
+def load_assembly(config: ServiceConfig) -> Assembly:
+    """The configured history and held-out stream, embedded and indexed (index loaded from or saved to
+    ``index_dir``, with the configured estimator tuned)."""
+    data, rows = load_rows(config)
     index_dir = Path(config.index_dir) if config.index_dir else None
-    engine = RoutingEngine.create(history, config.embedding, config.index, config.port, index_dir)
-    log.info("engine ready: %d history queries, %d models, dimension %d", len(history), len(engine.models),
+    return assemble(data, rows, Embedder(config.embedding), config.index, config.port, index_dir)
+
+
+def load_engine(config: ServiceConfig) -> RoutingEngine:
+    """The routing engine of a router on the configured history."""
+    assembly = load_assembly(config)
+    engine = assembly.engine(config.port)
+    log.info("engine ready: %d history queries, %d models, dimension %d", len(assembly.history), len(engine.models),
              engine.dimension)
-    return engine, stream
-
-
-def stream_embeddings(engine: RoutingEngine, texts: list[str]) -> np.ndarray:
-    """Embeddings of query texts as the router would compute them, through the on-disk cache."""
-    return engine.embedder.embed_cached(engine.prefixes.strip_all(texts))
+    return engine

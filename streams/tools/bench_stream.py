@@ -155,16 +155,17 @@ def run_passthrough(args: argparse.Namespace, source: QuerySource, embeddings: n
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the three measurements and print (and optionally write) the results."""
-    from streams.service.data import load_engine, stream_embeddings
+    from streams.service.data import load_assembly
 
     config = load_config(args.config)
-    engine, stream = load_engine(config)
+    assembly = load_assembly(config)
+    stream = assembly.held_out
     if stream is None:
         raise RuntimeError("bench-stream needs history_rows in the configuration (a held-out query stream)")
     rows = [i % len(stream) for i in range(args.queries)]  # cycles the stream; ids stay unique
     source = QuerySource(tuple(f"{stream.ids[r]}#{i // len(stream)}" for i, r in enumerate(rows)),
                          tuple(stream.prompts[r] for r in rows))
-    embeddings = stream_embeddings(engine, list(stream.prompts))[rows]
+    embeddings = assembly.held_out_vectors()[rows]
     children: list[ServiceProcess] = []
     try:
         results = [run_passthrough(args, source, embeddings, children),

@@ -325,12 +325,13 @@ class Soak:
 
 def soak_queries(config: ServiceConfig, count: int, seed: int) -> list[QueryEvent]:
     """``count`` held-out queries (the stream cycled, ids unique per soak) with precomputed embeddings."""
-    from streams.service.data import load_engine, stream_embeddings
+    from streams.service.data import load_assembly
 
-    engine, stream = load_engine(config)
+    assembly = load_assembly(config)
+    stream = assembly.held_out
     if stream is None:
         raise RuntimeError("chaos needs history_rows in the configuration (a held-out query stream)")
-    vectors = stream_embeddings(engine, list(stream.prompts))
+    vectors = assembly.held_out_vectors()
     rows = [i % len(stream) for i in range(count)]
     return [QueryEvent(id=f"c{seed}r{i // len(stream)}:{stream.ids[r]}", embedding=[float(x) for x in vectors[r]])
             for i, r in enumerate(rows)]

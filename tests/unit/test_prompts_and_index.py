@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from router_core.embedding import Embedder
-from router_core.engine import RoutingEngine, build_index, load_or_build_index
+from router_core.assembly import assemble
+from router_core.engine import build_index, load_or_build_index
 from router_core.errors import IndexMismatchError
 from router_core.history import History
 from router_core.index import AnnIndex
@@ -91,7 +92,7 @@ def test_engine_estimates_with_the_settings_the_manifest_records(embedder, tmp_p
     history = _history()
     port = PortParams(estimator="kernel-shrink")
     load_or_build_index(history, embedder, IndexParams(), port, tmp_path)
-    engine = RoutingEngine.create(history, embedder.params, IndexParams(), port, tmp_path)
+    engine = assemble(history, None, embedder, IndexParams(), port, tmp_path).engine(port)
     assert engine.estimator.name == "kernel-shrink"
     assert engine.estimator.settings == engine.index.manifest.estimator_settings
     est = engine.estimate(engine.embed(["prompt about topic 3"]), ["prompt about topic 3"], ["t"])
