@@ -21,10 +21,10 @@ from typing import Callable, Mapping, MutableMapping, Sequence
 import numpy as np
 from pydantic import ValidationError
 
-from router_core.engine import RoutingEngine
 from router_core.estimator import Estimates
-from schemas import Completion, DeadLetter, ObservationEvent, QueryEvent, RoutedQuery, RoutingWeights, UnservedQuery
+from schemas import Completion, DeadLetter, ObservationEvent, QueryEvent, RoutedQuery, UnservedQuery
 from schemas.events import MAX_RAW_CHARS
+from streams.service.contracts import Engine, Weights
 from streams.service.ledger import Ledger, key_partition, state_key
 
 log = logging.getLogger(__name__)
@@ -138,10 +138,11 @@ def validation_reason(error: ValidationError) -> str:
 
 
 class Router:
-    """Routes batches of query records with a RoutingEngine under per-partition budget shares."""
+    """Routes batches of query records with a RoutingEngine (any :class:`Engine`) under per-partition
+    budget shares."""
 
-    def __init__(self, engine: RoutingEngine, budgets: np.ndarray, partitions: int, topics: TopicNames,
-                 weights: Callable[[], RoutingWeights | None], seed: int = 0,
+    def __init__(self, engine: Engine, budgets: np.ndarray, partitions: int, topics: TopicNames,
+                 weights: Callable[[], Weights | None], seed: int = 0,
                  cost_bound: CostBound = CostBound()) -> None:
         self.engine = engine
         self.models = engine.models
@@ -304,7 +305,7 @@ class Router:
                 keep.append(row)
         return keep
 
-    def gamma_of(self, weights: RoutingWeights | None) -> np.ndarray | None:
+    def gamma_of(self, weights: Weights | None) -> np.ndarray | None:
         """gamma in the engine's model order, or None (observation phase)."""
         if weights is None:
             return None
@@ -321,7 +322,7 @@ class Router:
         return Outgoing(self.topics.observations, query.id, event.model_dump_json().encode())
 
     def outcome(self, query: QueryEvent, partition: int, est: Estimates, j: int, choice: int, score: float,
-                remaining: np.ndarray, phase: str, weights: RoutingWeights | None
+                remaining: np.ndarray, phase: str, weights: Weights | None
                 ) -> tuple[Outgoing, float, str | None]:
         """(message, reserved dollars, model or None) for one query's choice."""
         version = None if weights is None else weights.version

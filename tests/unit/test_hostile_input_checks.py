@@ -22,7 +22,7 @@ from test_stream_router import FakeEngine, Weights, record
 
 def router(factor: float = 10.0, cap: float = 0.0) -> Router:
     topics = TopicNames("obs", "unserved", "dlq", {"m0": "routed.m0", "m1": "routed.m1"})
-    return Router(FakeEngine(), np.array([4.0, 8.0]), 2, topics, lambda: Weights(),  # type: ignore[arg-type]
+    return Router(FakeEngine(), np.array([4.0, 8.0]), 2, topics, lambda: Weights(),
                   cost_bound=CostBound(factor, cap))
 
 

@@ -27,6 +27,9 @@ class FakeEngine:
     def embed(self, texts):  # noqa: ANN001, ANN201
         return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2)
 
+    def observation_choices(self, est: Estimates, remaining: np.ndarray, rng: np.random.Generator):  # noqa: ANN201
+        raise AssertionError("these tests always route with learned weights")
+
     def learned_choices(self, est: Estimates, gamma: np.ndarray, remaining: np.ndarray):  # noqa: ANN201
         choices = []
         left = remaining.copy()
@@ -46,7 +49,7 @@ class Weights:
 
 def router(budgets: tuple[float, float] = (4.0, 8.0), partitions: int = 2) -> Router:
     topics = TopicNames("obs", "unserved", "dlq", {"m0": "routed.m0", "m1": "routed.m1"})
-    return Router(FakeEngine(), np.array(budgets), partitions, topics, lambda: Weights())  # type: ignore[arg-type]
+    return Router(FakeEngine(), np.array(budgets), partitions, topics, lambda: Weights())
 
 
 def record(query_id: str, partition: int = 0, offset: int = 0, value: bytes | None = None) -> Record:
