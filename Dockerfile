@@ -39,11 +39,12 @@ RUN apt-get update -qq \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies (and the project's build requirements) first, from pyproject.toml alone, so that a change of the code reuses this (large) layer.
+# Dependencies (and the project's build requirements) first, from pyproject.toml and constraints.txt alone (the versions
+# the tests passed with), so that a change of the code reuses this (large) layer.
 # PyPI's only Linux x86_64 torch wheel is the CUDA build (its nvidia libraries are needed by
 # `import torch`), unless TORCH_INDEX_URL names a CPU wheel index; triton is needed only by torch.compile, which the service never uses, and is dropped
 # below (only /opt/venv as it is at the end of this stage goes into the runtime image).
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 # hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca \
@@ -55,7 +56,7 @@ extras = sys.argv[1].strip("[]").split(",") if sys.argv[1] else []; \
 print("\n".join(t["build-system"]["requires"] + p["dependencies"] \
                 + [d for e in extras for d in p["optional-dependencies"][e]]))' \
         "${PIP_EXTRAS}" >/tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+    && pip install -c constraints.txt -r /tmp/requirements.txt
 COPY README.md ./
 COPY router_core ./router_core
 COPY schemas ./schemas

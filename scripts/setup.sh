@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Create or reuse the project's virtual environment in .venv/ and install port-router into it.
 #
-# A second run reuses .venv and skips pip entirely while pyproject.toml is unchanged (a stamp
-# file records its hash). torch comes from PyPI (a CUDA build that runs on the CPU).
+# Every dependency is installed at the version of constraints.txt (the versions the tests passed
+# with; refresh: scripts/refresh-constraints.sh). A second run reuses .venv and skips pip entirely
+# while pyproject.toml and constraints.txt are unchanged (a stamp file records their hash). torch
+# comes from PyPI (a CUDA build that runs on the CPU).
 #
 # Environment: PYTHON (default python3.11, else python3).
 set -euo pipefail
@@ -18,13 +20,13 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   say "creating $VENV with $PYTHON"
   "$PYTHON" -m venv "$VENV"
 fi
-want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
+want="$(cat "$REPO/pyproject.toml" "$REPO/constraints.txt" | sha256sum | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] && "$VENV/bin/python" -c "import router_core, streams" 2>/dev/null; then
-  say "reusing $VENV (pyproject.toml unchanged)"
+  say "reusing $VENV (pyproject.toml and constraints.txt unchanged)"
   exit 0
 fi
 say "installing port-router and its dependencies into $VENV (the first time downloads torch: several minutes)"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e "$REPO[test]"
+"$VENV/bin/python" -m pip install --quiet -c "$REPO/constraints.txt" -e "$REPO[test]"
 echo "$want" > "$STAMP"
 say "done: $("$VENV/bin/port-router" --help >/dev/null && echo 'port-router is installed')"
