@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any, Callable, MutableMapping, Sequence
 
 from router_core.engine import RoutingEngine
-from streams import metrics
+from streams import kafka, metrics
 from streams.service import telemetry
 from streams import topics as T
 from streams.config import ServiceConfig, topic_name
@@ -83,7 +83,7 @@ class RouterService:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.watcher.caught_up.wait)
         if self.watcher.latest() is None:
-            self.router.observed = await loop.run_in_executor(None, T.topic_size, self.kafka_conf,
+            self.router.observed = await loop.run_in_executor(None, kafka.topic_size, self.kafka_conf,
                                                               self.names.observations)
 
     # -- ownership of the input, following Faust's assignment of the state --------------------

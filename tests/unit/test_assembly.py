@@ -45,7 +45,7 @@ def test_held_out_vectors_are_what_a_router_computes(embedder, tmp_path) -> None
     assert assembly.held_out is not None
     np.testing.assert_allclose(assembly.held_out_vectors(), engine.embed(assembly.held_out.prompts), atol=1e-5)
     assert engine.estimator.name == "knn-mean" == assembly.index.manifest.estimator
-
+    assert (tmp_path / MANIFEST_FILE).exists(), "a router's index is saved to index_dir"
 
 
 def test_without_a_split_there_is_no_held_out_stream(embedder) -> None:
