@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from router_core.dual import DualSolution
+from router_core.embedders import create_embedder
 from router_core.embedding import Embedder
 from router_core.estimator import Estimates, Estimator, QueryFeatures, ReferenceTable
 from router_core.estimators import create_estimator, estimator_class
@@ -30,7 +31,7 @@ def expected_manifest(history: History, embedder: Embedder, index: IndexParams,
     """The manifest an index of ``history`` built with these settings must carry."""
     return IndexManifest(embedding_model=embedder.params.model, dimension=embedder.dimension, count=len(history),
                          data_hash=history.content_hash(), m=index.m, ef_construction=index.ef_construction,
-                         shared_prefixes=prefixes.prefixes)
+                         shared_prefixes=prefixes.prefixes, embedder=embedder.identity)
 
 
 def learn_prefixes(history: History, embedding: EmbeddingParams) -> SharedPrefixes:
@@ -95,7 +96,7 @@ class RoutingEngine:
     def create(cls, history: History, embedding: EmbeddingParams, index: IndexParams, port: PortParams,
                index_dir: Path | None = None) -> "RoutingEngine":
         """Load the embedding model and the index (building and saving it when absent)."""
-        embedder = Embedder(embedding)
+        embedder = create_embedder(embedding)
         return cls(history, embedder, load_or_build_index(history, embedder, index, port, index_dir), port)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -40,6 +40,17 @@ class IndexManifest:
     estimator: str = ""
     estimator_configuration: dict[str, Any] = field(default_factory=dict)
     estimator_settings: dict[str, Any] = field(default_factory=dict)
+    embedder: str = ""
+
+    def check_embedder(self, expected: str, where: Path | str) -> None:
+        """Refuse an index whose vectors come from another embedder (backend or weights) than ``expected``."""
+        if self.embedder != expected:
+            built = repr(self.embedder) if self.embedder else "an embedder it does not record (built before issue 8)"
+            raise IndexMismatchError(
+                f"{where}: the index was built with {built} but the configuration's embedder is {expected!r}; "
+                "rebuild it with 'port-router index build' and the configured --embedding-backend "
+                "(or delete the directory: the router then builds and saves a new one)"
+            )
 
     def with_estimator(self, name: str, configuration: dict[str, Any], settings: dict[str, Any]) -> "IndexManifest":
         """This manifest recording the estimator, its configured inputs and the settings tuned for it."""
@@ -124,6 +135,7 @@ class AnnIndex:
         if not manifest_path.exists():
             raise IndexMismatchError(f"{directory}: no {MANIFEST_FILE}; build the index with 'port-router index build'")
         saved = IndexManifest.from_json(manifest_path.read_text())
+        saved.check_embedder(expected.embedder, directory)
         for name in ("embedding_model", "dimension", "count", "data_hash", "m", "ef_construction"):
             have, want = getattr(saved, name), getattr(expected, name)
             if have != want:

@@ -3,8 +3,10 @@
 #
 # A second run reuses .venv and skips pip entirely while pyproject.toml is unchanged (a stamp
 # file records its hash). torch comes from PyPI (a CUDA build that runs on the CPU).
+# Then it distils the static embedder from the packaged all-MiniLM-L6-v2, offline, into
+# $PORT_ROUTER_CACHE/embedders/ (reused while its manifest and files match; ~1 minute the first time).
 #
-# Environment: PYTHON (default python3.11, else python3).
+# Environment: PYTHON (default python3.11, else python3); PORT_ROUTER_CACHE (default <repo>/.cache).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,10 +23,11 @@ fi
 want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] && "$VENV/bin/python" -c "import router_core, streams" 2>/dev/null; then
   say "reusing $VENV (pyproject.toml unchanged)"
-  exit 0
+else
+  say "installing port-router and its dependencies into $VENV (the first time downloads torch: several minutes)"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e "$REPO[test]"
+  echo "$want" > "$STAMP"
+  say "done: $("$VENV/bin/port-router" --help >/dev/null && echo 'port-router is installed')"
 fi
-say "installing port-router and its dependencies into $VENV (the first time downloads torch: several minutes)"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e "$REPO[test]"
-echo "$want" > "$STAMP"
-say "done: $("$VENV/bin/port-router" --help >/dev/null && echo 'port-router is installed')"
+(cd "$REPO" && HF_HUB_OFFLINE=1 "$VENV/bin/port-router" embedder distill)
