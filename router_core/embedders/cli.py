@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import get_args
@@ -86,26 +87,30 @@ def run_bench_embed(args: argparse.Namespace) -> int:
     test_rows, history_rows = split_rows(len(data), min(args.sample, len(data) - 1), seed=42)
     prefixes = learn_prefixes(data.subset(history_rows), EmbeddingParams())
     texts = prefixes.strip_all(data.subset(test_rows).prompts)
-    results = []
+    embedders, load_s = {}, {}
     for backend in args.backends:
         started = time.perf_counter()
-        embedder = create_embedder(embedding_params(args, backend, batch_size=max(args.batch_sizes), cache_dir=None))
-        load_s = time.perf_counter() - started
-        embedder.embed(texts[:8])  # warm-up
-        for size in args.batch_sizes:
+        embedders[backend] = create_embedder(embedding_params(args, backend, batch_size=max(args.batch_sizes),
+                                                              cache_dir=None))
+        load_s[backend] = time.perf_counter() - started
+        embedders[backend].embed(texts[:8])  # warm-up
+    results, load_before = [], os.getloadavg()[0]
+    for size in args.batch_sizes:  # backends alternate per batch size, so a change of machine load falls on both
+        for backend, embedder in embedders.items():
             started = time.perf_counter()
             for i in range(0, len(texts), size):
                 embedder.embed(texts[i:i + size])
             elapsed = time.perf_counter() - started
             results.append({"backend": backend, "identity": embedder.identity, "dimension": embedder.dimension,
                             "batch_size": size, "texts": len(texts), "seconds": elapsed,
-                            "texts_per_s": len(texts) / elapsed, "load_s": load_s})
-    table = Table(title=f"embedding throughput, {len(texts)} test prompts (seed 42 split, templates stripped)")
-    for column in ("backend", "dims", "load s", *(f"batch {b} texts/s" for b in args.batch_sizes)):
-        table.add_column(column, justify="left" if column == "backend" else "right")
+                            "texts_per_s": len(texts) / elapsed, "load_s": load_s[backend]})
+    table = Table(title=f"embedding throughput, {len(texts)} test prompts (seed 42 split, templates stripped); "
+                        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    for column in ("embedder", "dims", "load s", *(f"batch {b} texts/s" for b in args.batch_sizes)):
+        table.add_column(column, justify="left" if column == "embedder" else "right")
     for backend in args.backends:
         mine = [r for r in results if r["backend"] == backend]
-        table.add_row(f"{backend} ({mine[0]['identity']})", str(mine[0]["dimension"]), f"{mine[0]['load_s']:.2f}",
+        table.add_row(mine[0]["identity"], str(mine[0]["dimension"]), f"{mine[0]['load_s']:.2f}",
                       *(f"{r['texts_per_s']:.1f}" for r in mine))
     Console().print(table)
     if args.json:
