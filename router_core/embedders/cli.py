@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 from typing import get_args
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from router_core.argtypes import ints, names
+from router_core.embedding import Embedder
 from router_core.params import EmbeddingBackend, EmbeddingParams
 
 
@@ -59,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--backends", type=backend_names, default=get_args(EmbeddingBackend))
     bench.add_argument("--batch-sizes", type=ints, default=(1, 32, 256))
     bench.add_argument("--sample", type=int, default=512, help="test prompts embedded per batch size")
+    bench.add_argument("--overlap-k", type=int, default=5,
+                       help="also report how many of each test prompt's k exact nearest history prompts every "
+                            "backend shares with the first one (through the embedding cache)")
     bench.add_argument("--json", type=Path, default=None, help="write the measurements to this JSON file")
     bench.set_defaults(handler=run_bench_embed)
 
@@ -87,11 +92,11 @@ def run_bench_embed(args: argparse.Namespace) -> int:
     test_rows, history_rows = split_rows(len(data), min(args.sample, len(data) - 1), seed=42)
     prefixes = learn_prefixes(data.subset(history_rows), EmbeddingParams())
     texts = prefixes.strip_all(data.subset(test_rows).prompts)
+    history_texts = prefixes.strip_all(data.subset(history_rows).prompts)
     embedders, load_s = {}, {}
     for backend in args.backends:
         started = time.perf_counter()
-        embedders[backend] = create_embedder(embedding_params(args, backend, batch_size=max(args.batch_sizes),
-                                                              cache_dir=None))
+        embedders[backend] = create_embedder(embedding_params(args, backend, batch_size=max(args.batch_sizes)))
         load_s[backend] = time.perf_counter() - started
         embedders[backend].embed(texts[:8])  # warm-up
     results, load_before = [], os.getloadavg()[0]
@@ -112,7 +117,24 @@ def run_bench_embed(args: argparse.Namespace) -> int:
         mine = [r for r in results if r["backend"] == backend]
         table.add_row(mine[0]["identity"], str(mine[0]["dimension"]), f"{mine[0]['load_s']:.2f}",
                       *(f"{r['texts_per_s']:.1f}" for r in mine))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    overlap = neighbour_overlap(embedders, texts, history_texts, args.overlap_k)
+    for backend, share in overlap.items():
+        console.print(f"{backend}: {share:.3f} of the {args.overlap_k} exact nearest history prompts shared with "
+                      f"{args.backends[0]} ({len(texts)} test prompts, {len(history_texts)} history prompts)")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"throughput": results, f"overlap_at_{args.overlap_k}": overlap}, indent=2))
     return 0
+
+
+def neighbour_overlap(embedders: dict[str, Embedder], texts: list[str], history: list[str], k: int) -> dict[str, float]:
+    """Per backend after the first: the mean share of each text's k exact nearest history texts that
+    the first backend also finds (recall@k against it)."""
+    from router_core.neighbours import exact_neighbours
+
+    found = {backend: exact_neighbours(embedder.embed_cached(texts), embedder.embed_cached(history), k).labels
+             for backend, embedder in embedders.items()}
+    reference, *others = found
+    return {backend: float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found[reference], found[backend])]))
+            for backend in others}
