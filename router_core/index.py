@@ -45,10 +45,9 @@ class IndexManifest:
     def check_embedder(self, expected: str, where: Path | str) -> None:
         """Refuse an index whose vectors come from another embedder (backend or weights) than ``expected``."""
         if self.embedder != expected:
-            built = repr(self.embedder) if self.embedder else "an embedder it does not record (built before issue 8)"
             raise IndexMismatchError(
-                f"{where}: the index was built with {built} but the configuration's embedder is {expected!r}; "
-                "rebuild it with 'port-router index build' and the configured --embedding-backend "
+                f"{where}: the index was built with the embedder {self.embedder!r} but the configuration's is "
+                f"{expected!r}; rebuild it with 'port-router index build' and the configured --embedding-backend "
                 "(or delete the directory: the router then builds and saves a new one)"
             )
 
@@ -78,6 +77,8 @@ class IndexManifest:
     def from_json(cls, text: str) -> "IndexManifest":
         raw = json.loads(text)
         raw["shared_prefixes"] = tuple(raw.get("shared_prefixes", ()))
+        # Before embedders were recorded (issue 8) every index was built by sentence-transformers.
+        raw.setdefault("embedder", f"minilm:{raw['embedding_model']}")
         return cls(**raw)
 
 

@@ -20,6 +20,7 @@ from router_core.embedders.manifest import (CONTENT_FILES, EMBEDDINGS_FILE, MANI
 from router_core.engine import build_index, load_or_build_index
 from router_core.errors import EmbedderModelError, IndexMismatchError
 from router_core.history import History
+from router_core.index import IndexManifest
 from router_core.params import DEFAULT_EMBEDDING_MODEL, EmbeddingParams, IndexParams, PortParams
 from streams.config import ConfigError, load_config
 
@@ -116,14 +117,15 @@ def test_index_built_with_another_embedder_is_refused(tmp_path):
     build_index(history, first, IndexParams(), PortParams(estimator="knn-mean")).save(directory)
     assert json.loads((directory / "manifest.json").read_text())["embedder"] == first.identity
     load_or_build_index(history, first, IndexParams(), PortParams(estimator="knn-mean"), directory)
-    with pytest.raises(IndexMismatchError, match=r"built with 'static:.*' but the configuration's embedder is "
+    with pytest.raises(IndexMismatchError, match=r"built with the embedder 'static:.*' but the configuration's is "
                                                  r"'static:.*'; rebuild it with 'port-router index build'"):
         load_or_build_index(history, create_embedder(params(tmp_path / "b")), IndexParams(),
                             PortParams(estimator="knn-mean"), directory)
     saved = json.loads((directory / "manifest.json").read_text())
-    del saved["embedder"]  # an index from before embedders were recorded
+    del saved["embedder"]  # an index from before embedders were recorded: sentence-transformers built it
     (directory / "manifest.json").write_text(json.dumps(saved))
-    with pytest.raises(IndexMismatchError, match="does not record"):
+    assert IndexManifest.from_json(json.dumps(saved)).embedder == "minilm:all-MiniLM-L6-v2"
+    with pytest.raises(IndexMismatchError, match="built with the embedder 'minilm:all-MiniLM-L6-v2'"):
         load_or_build_index(history, first, IndexParams(), PortParams(estimator="knn-mean"), directory)
 
 
