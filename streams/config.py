@@ -152,6 +152,11 @@ class RouterSettings(_Section):
                                    "fails")
     weights_wait_s: float = Field(30.0, ge=0, le=3600, description="after observing ceil(eps*N) queries, how long "
                                   "to pause routing for the learned weights before observing on")
+    completion_cost_factor: float = Field(10.0, ge=1, le=1e6, description="a completion may claim at most "
+                                          "max(this x the decision's reserved estimate, completion_cost_cap) dollars; "
+                                          "a dearer one goes to the dlq and the reservation stays held")
+    completion_cost_cap: float = Field(0.0, ge=0, le=1e6, description="dollars a completion may always claim, "
+                                       "whatever its estimate (set it to the most one answer can cost)")
 
 
 class ServiceConfig(_Section):

@@ -32,8 +32,7 @@ def split_rows(n: int, seed: int, stream_size: int) -> tuple[np.ndarray, np.ndar
 
 def load_split(config: ServiceConfig) -> tuple[History, History | None]:
     """(history the index is built on, held-out query stream or None) as ``history_rows`` says."""
-    full, report = load_history(config.history)
-    log.info("history: %s", report.summary())
+    full, _ = load_history(config.history)  # load_history logs its summary
     configured = tuple(m.name for m in config.models)
     if set(configured) != set(full.models):
         raise ConfigError(f"models: the configured models must be the history's models; missing from the history: "

@@ -92,7 +92,7 @@ INPUT_STALL_RECOVERIES = Counter("port_router_input_stall_recoveries",
                                  "Times the router re-read a stalled queries partition from its recorded position.",
                                  registry=REGISTRY)
 INPUT_HEALTHY = Gauge("port_router_input_healthy",
-                      "1 while no held queries partition has been stalled for twice router.stall_timeout_s, else 0 "
+                      "1 while no queries partition has been stalled for twice router.stall_timeout_s, else 0 "
                       "(then /health fails).", registry=REGISTRY)
 LAG_ERRORS = Counter("port_router_consumer_lag_errors", "Failed attempts to read consumer lag from the broker.",
                      registry=REGISTRY)
@@ -143,8 +143,9 @@ BUDGET_REMAINING = SnapshotGauges("port_router_budget_remaining_dollars",
                                   "Budget share left to route with: limit - reserved - spent.", _BUDGET_LABELS,
                                   REGISTRY)
 INPUT_STALLED = SnapshotGauges("port_router_input_stalled_seconds",
-                               "Seconds a held queries partition has had lag without the router's position moving "
-                               "(0 when it moves or has no lag).", ("partition",), REGISTRY)
+                               "Seconds a queries partition has had lag without its position moving (0 when it moves "
+                               "or has no lag): this router's position for the partitions it holds, the position "
+                               "their router commits as a hint for the others.", ("partition",), REGISTRY)
 CONSUMER_LAG = SnapshotGauges("port_router_consumer_lag_messages",
                               "Messages not yet consumed by a consumer group: high watermark - committed offset.",
                               ("group", "topic", "partition"), REGISTRY)
@@ -254,7 +255,7 @@ def record_worker_error(model: str, error: BaseException | str) -> None:
 
 
 def record_input_stalls(stalled_seconds: dict[int, float], held: Iterable[int], healthy: bool) -> None:
-    """Export the stall clock of every held queries partition and the input's health."""
+    """Export the stall clock of every queries partition and the input's health."""
     INPUT_STALLED.replace({(str(p),): stalled_seconds.get(p, 0.0) for p in held})
     INPUT_HEALTHY.set(1 if healthy else 0)
 

@@ -69,12 +69,20 @@ def events(source: QuerySource, id_prefix: str = "", with_text: bool = True) -> 
 
 
 def publish(kafka_conf: dict[str, str], topic: str, queries: Iterator[QueryEvent], total: int,
-            rate: float = 0.0, progress: bool = True) -> list[str]:
-    """Publish ``queries`` keyed by id at ``rate`` per second (0: as fast as possible); return the ids."""
+            rate: float = 0.0, progress: bool = True, ack_timeout: float = 60.0) -> list[str]:
+    """Publish ``queries`` keyed by id at ``rate`` per second (0: as fast as possible); return the ids
+    once the broker acknowledged all of them (RuntimeError after ``ack_timeout`` seconds)."""
     from confluent_kafka import Producer
     from rich.progress import Progress
 
-    producer = Producer({**kafka_conf, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    failed: list[str] = []
+
+    def delivered(error: object, message: object) -> None:
+        if error is not None:
+            failed.append(f"{message.key()!r}: {error}")  # type: ignore[attr-defined]
+
+    producer = Producer({**kafka_conf, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
+                         "message.timeout.ms": int(max(ack_timeout, 1.0) * 1000), "on_delivery": delivered})
     sent: list[str] = []
     start = time.monotonic()
     with Progress(disable=not progress, transient=False) as bar:
@@ -88,8 +96,9 @@ def publish(kafka_conf: dict[str, str], topic: str, queries: Iterator[QueryEvent
             produce_with_retry(producer, topic, query.id.encode(), query.model_dump_json().encode())
             sent.append(query.id)
             bar.advance(task)
-    if producer.flush(60) != 0:
-        raise RuntimeError(f"{len(producer)} queries not acknowledged by the broker within 60s")
+    if producer.flush(ack_timeout) != 0 or failed:
+        raise RuntimeError(f"{len(producer) + len(failed)} queries not acknowledged by the broker within "
+                           f"{ack_timeout:.0f}s (e.g. {failed[:1]})")
     log.info("produced %d queries to %s in %.1fs", len(sent), topic, time.monotonic() - start)
     return sent
 

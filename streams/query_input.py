@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from streams.router import Record
+from streams.topics import watermarks
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +139,15 @@ class QueryInput:
                 log.warning("queries consumer: %s", error)
         return records, ends
 
-    def high_watermarks(self, partitions: Iterable[int], timeout: float = 5.0) -> dict[int, int]:
-        """The broker's end offset of each partition."""
+    def broker_view(self, partitions: Iterable[int], timeout: float = 5.0) -> tuple[dict[int, int], dict[int, int]]:
+        """({partition: the broker's end offset}, {partition: the hint group's committed offset}, where
+        one was committed) for ``partitions``: what the watchdog compares."""
         from confluent_kafka import TopicPartition
 
-        return {p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)[1]
-                for p in partitions}
+        partitions = list(partitions)
+        ends = {p: watermarks(self.consumer, self.topic, p, timeout)[1] for p in partitions}
+        committed = self.consumer.committed([TopicPartition(self.topic, p) for p in partitions], timeout=timeout)
+        return ends, {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
 
     def commit_hint(self, positions: dict[int, int]) -> None:
         """Record ``positions`` as the hint group's committed offsets (for lag dashboards only)."""

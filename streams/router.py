@@ -30,6 +30,7 @@ from streams.ledger import Ledger, key_partition, state_key
 log = logging.getLogger(__name__)
 
 MAX_QUERY_BYTES = 512 * 1024
+MIN_EMBEDDING_NORM = 1e-6  # below this (after the float32 cast) a vector has no usable direction
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,19 @@ class Prepared:
 
 
 @dataclass(frozen=True)
+class CostBound:
+    """The most dollars a completion may claim for a decision: max(factor x its reserved estimate, cap).
+    A claim beyond it is implausible (a forged or broken worker): it goes to the DLQ, the reservation stays."""
+
+    factor: float = 10.0
+    cap: float = 0.0
+
+    def limit(self, reserved: float) -> float:
+        """The bound for a decision that reserved ``reserved`` dollars."""
+        return max(self.factor * reserved, self.cap)
+
+
+@dataclass(frozen=True)
 class TopicNames:
     """The topics the router writes to."""
 
@@ -88,6 +102,35 @@ def dead_letter(topic: str, record: Record, reason: str) -> Outgoing:
     return Outgoing(topic, None, letter.model_dump_json().encode())
 
 
+def unit_embedding(values: Sequence[float]) -> np.ndarray | str:
+    """``values`` as a float32 unit vector, or the reason it has none: values beyond the float32 range,
+    or a norm too small (all zeros, or underflowing to zero in float32)."""
+    exact = np.asarray(values, dtype=np.float64)
+    if not np.all(np.abs(exact) <= np.finfo(np.float32).max):
+        return "embedding has values beyond the float32 range (not finite after the float32 cast)"
+    vector = exact.astype(np.float32).astype(np.float64)  # what the index sees, normalized without overflow
+    norm = float(np.linalg.norm(vector))
+    if not norm >= MIN_EMBEDDING_NORM:
+        return f"embedding is all zeros or its norm after the float32 cast ({norm:.3g}) is below {MIN_EMBEDDING_NORM}"
+    return (vector / norm).astype(np.float32)
+
+
+def key_reason(record: Record, query: QueryEvent) -> str | None:
+    """Why ``record``'s Kafka key disqualifies ``query`` (queries are keyed by id: the partition, and with it
+    the one-decision-per-id guarantee, follows the key), or None when the key is the id."""
+    if record.key is None:
+        return f"message has no key; queries must be keyed by their id ({query.id!r})"
+    if record.key != query.id.encode():
+        key = record.key.decode("utf-8", "replace")[:100]
+        return f"message key {key!r} is not the query id {query.id!r}; queries must be keyed by their id"
+    return None
+
+
+def finite_or_none(value: float) -> float | None:
+    """``value``, or None when it is NaN or infinite (JSON has no such numbers)."""
+    return value if np.isfinite(value) else None
+
+
 def validation_reason(error: ValidationError) -> str:
     """A short reason naming the fields that failed."""
     parts = [f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()[:5]]
@@ -98,13 +141,15 @@ class Router:
     """Routes batches of query records with a RoutingEngine under per-partition budget shares."""
 
     def __init__(self, engine: RoutingEngine, budgets: np.ndarray, partitions: int, topics: TopicNames,
-                 weights: Callable[[], RoutingWeights | None], seed: int = 0) -> None:
+                 weights: Callable[[], RoutingWeights | None], seed: int = 0,
+                 cost_bound: CostBound = CostBound()) -> None:
         self.engine = engine
         self.models = engine.models
         self.share = np.asarray(budgets, dtype=np.float64) / partitions
         self.topics = topics
         self.weights = weights
         self.rng = np.random.default_rng(seed)
+        self.cost_bound = cost_bound
         self.ledger = Ledger()
         self.observed = 0  # observation-phase decisions known to this process
         self.stale = True  # rebuild the ledger from the decisions before the next batch
@@ -157,9 +202,10 @@ class Router:
         if query.embedding is not None:
             if len(query.embedding) != self.engine.dimension:
                 return f"embedding has {len(query.embedding)} dimensions, the index has {self.engine.dimension}"
-            if not np.any(np.asarray(query.embedding)):
-                return "embedding is all zeros"
-        return query
+            unit = unit_embedding(query.embedding)
+            if isinstance(unit, str):
+                return unit
+        return key_reason(record, query) or query
 
     def prepare(self, records: Sequence[Record]) -> Prepared:
         """Validate every record, embed the texts without embeddings, estimate the batch."""
@@ -185,8 +231,7 @@ class Router:
         to_embed = [i for i, q in enumerate(queries) if q.embedding is None]
         for i, query in enumerate(queries):
             if query.embedding is not None:
-                vector = np.asarray(query.embedding, dtype=np.float32)
-                vectors[i] = vector / np.linalg.norm(vector)
+                vectors[i] = unit_embedding(query.embedding)  # parse() rejected the vectors without a direction
         if not to_embed:
             return vectors, None
         started = time.perf_counter()
@@ -314,6 +359,13 @@ class Router:
             return []
         if decision["actual"] is not None:
             return []
+        bound = self.cost_bound.limit(decision["reserved"])
+        if not completion.cost <= bound:
+            reason = (f"completion of {completion.query_id} by {completion.model} claims ${completion.cost:.6g}, beyond "
+                      f"the plausible bound ${bound:.6g} (max({self.cost_bound.factor:g} x the reserved estimate "
+                      f"${decision['reserved']:.6g}, cap ${self.cost_bound.cap:g})); the reservation stays held")
+            log.warning("dlq: %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+            return [dead_letter(self.topics.dlq, record, reason)]
         decisions[key] = {**decision, "actual": completion.cost}
         if not self.stale:
             self.ledger.settle(state_key(record.partition, completion.model), decision["reserved"], completion.cost)

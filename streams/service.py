@@ -20,7 +20,7 @@ from streams.config import ServiceConfig, topic_name
 from streams.data import budgets_in_order
 from streams.ledger import state_key
 from streams.query_input import InputPositions, QueryInput
-from streams.router import Outgoing, Record, Router, TopicNames
+from streams.router import CostBound, Outgoing, Record, Router, TopicNames, finite_or_none
 from streams.watchdog import StallWatchdog
 from streams.weights import Optimizer, WeightsWatcher
 
@@ -57,9 +57,10 @@ class RouterService:
         self.names = topic_names(config)
         self.queries_topic = config.topics.name(T.QUERIES)
         self.budgets = budgets_in_order(config, engine.models)
-        self.watcher = WeightsWatcher(self.kafka_conf, config.topics.name(T.WEIGHTS))
+        self.watcher = WeightsWatcher(self.kafka_conf, config.topics.name(T.WEIGHTS), engine.models)
         self.router = Router(engine, self.budgets, config.topics.query_partitions, self.names, self.watcher.latest,
-                             seed=config.router.seed)
+                             seed=config.router.seed, cost_bound=CostBound(config.router.completion_cost_factor,
+                                                                           config.router.completion_cost_cap))
         self.optimizer = Optimizer(engine, self.budgets, self.kafka_conf, self.names.observations,
                                    config.topics.name(T.WEIGHTS), self.watcher)
         self.positions = InputPositions()
@@ -103,8 +104,7 @@ class RouterService:
         """Read ``partitions`` from the positions recorded in the recovered progress table."""
         positions = {p: self.progress.get(progress_key(p)) for p in sorted(partitions)}
         async with self.lock:
-            if self.input is None:
-                self.input = QueryInput(self.kafka_conf, self.queries_topic, input_hint_group(self.config))
+            assert self.input is not None
             await asyncio.get_running_loop().run_in_executor(None, self.input.assign, positions)
             self.positions.hold(positions)
         log.info("reading queries from %s", ", ".join(
@@ -115,21 +115,36 @@ class RouterService:
         """The routing loop: poll, check continuity, route; follows assignments once ``recovered()``."""
         await self.wait_until_ready()
         loop = asyncio.get_running_loop()
+        self.input = await loop.run_in_executor(None, QueryInput, self.kafka_conf, self.queries_topic,
+                                                input_hint_group(self.config))
         batch, window = self.config.router.batch_size, self.config.router.batch_window_s
         while True:
             if self.pending is not None and recovered():
                 partitions, self.pending = self.pending, None
                 await self.resume(partitions)
-            if self.input is None or not self.positions.held():
+            if not self.positions.held():
                 await asyncio.sleep(window)
                 continue
             records, ends = await loop.run_in_executor(None, self.input.poll, batch, window)
             async with self.lock:
                 if not self.positions.held():
                     continue  # revoked while polling: the next owner reads from the progress table
-                wait = await self.route_polled(records, ends)
+                try:
+                    wait, failed = await self.route_polled(records, ends), False
+                except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
+                    log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
+                    await self.reread()
+                    wait, failed = False, True
             if wait:
                 await self.wait_for_weights()
+            if failed:
+                await asyncio.sleep(1.0)
+
+    async def reread(self) -> None:
+        """Read every held partition again from its position (call with the lock held). Decisions
+        made but not recorded as progress are found in the decisions table and re-emitted."""
+        assert self.input is not None
+        await asyncio.get_running_loop().run_in_executor(None, self.input.assign, dict(self.positions.next))
 
     async def route_polled(self, records: list[Record], ends: dict[int, int]) -> bool:
         """Route the contiguous part of a polled batch; re-read the rest. True when routing must pause
@@ -193,28 +208,39 @@ class RouterService:
         self.input.commit_hint(moved)
 
     async def watch(self) -> None:
-        """One watchdog round: compare the positions with the broker's end offsets; re-read a stalled
-        partition from its position; export the stall clocks."""
+        """One watchdog round over every partition of the queries topic: the held ones by their
+        positions, the others by the positions their routers commit as a hint. A stalled held partition
+        is read again from its position; a stalled one held elsewhere (or by nobody: e.g. an
+        assignment made while the topics' metadata was missing) is reported, and /health fails for
+        either once the stall lasts twice ``router.stall_timeout_s``."""
         if self.input is None:
             return
         held = dict(self.positions.next)
+        partitions = range(self.config.topics.query_partitions)
         try:
-            ends = await asyncio.get_running_loop().run_in_executor(None, self.input.high_watermarks, list(held))
+            ends, hints = await asyncio.get_running_loop().run_in_executor(None, self.input.broker_view, partitions)
         except Exception as exc:  # the broker may be briefly unreachable; the next round tries again
-            log.warning("watchdog: cannot read the end offsets of the queries topic: %s", exc)
+            log.warning("watchdog: cannot read the queries topic's end offsets: %s", exc)
+            self.watchdog.reset()  # a broker outage is not a stall of this router: clocks start again after it
             return
-        stalled = self.watchdog.check(time.monotonic(), dict(self.positions.next), ends, self.paused)
-        if stalled:
+        positions = {p: held[p] if p in held else hints.get(p) for p in partitions}
+        stalled = self.watchdog.check(time.monotonic(), positions, ends, self.paused)
+        mine = [p for p in stalled if p in held]
+        if mine:
             async with self.lock:
-                positions = {p: o for p, o in self.positions.next.items()}
                 log.warning("input stalled on partitions %s (lag without progress for %.0fs): reading them again "
-                            "from %s", stalled, self.config.router.stall_timeout_s, positions)
-                await asyncio.get_running_loop().run_in_executor(None, self.input.assign, positions)
+                            "from %s", mine, self.config.router.stall_timeout_s, self.positions.next)
+                await self.reread()
             metrics.INPUT_STALL_RECOVERIES.inc()
+        others = sorted(set(stalled) - set(mine))
+        if others:
+            log.warning("partitions %s have lag and their recorded progress has not moved for %.0fs; this process "
+                        "does not hold them (another router stalls, or no router holds them)", others,
+                        self.config.router.stall_timeout_s)
         if not self.watchdog.healthy():
             log.error("input stalled for more than %.0fs on partitions %s: /health fails",
                       2 * self.config.router.stall_timeout_s, sorted(self.watchdog.stalled_seconds()))
-        metrics.record_input_stalls(self.watchdog.stalled_seconds(), held, self.watchdog.healthy())
+        metrics.record_input_stalls(self.watchdog.stalled_seconds(), partitions, self.watchdog.healthy())
 
     async def reconcile(self, record: Record) -> None:
         """Apply one completion to the budget state."""
@@ -241,7 +267,8 @@ class RouterService:
     def state(self) -> dict[str, Any]:
         """The /state page."""
         weights = self.watcher.latest()
-        return {"budgets": self.budget_report(), "weights_version": None if weights is None else weights.version,
+        budgets = {m: {k: finite_or_none(v) for k, v in b.items()} for m, b in self.budget_report().items()}
+        return {"budgets": budgets, "weights_version": None if weights is None else weights.version,
                 "sent": dict(self.sent), "partitions": sorted(self.router.held or []),
                 "input": {str(p): o for p, o in sorted(self.positions.next.items())}}
 

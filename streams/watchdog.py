@@ -41,6 +41,11 @@ class StallWatchdog:
             self._lagging[partition] = now - track.since
         return sorted(p for p, seconds in self._lagging.items() if seconds >= self.timeout_s)
 
+    def reset(self) -> None:
+        """Forget every clock (the broker could not be asked: no judgement for that time)."""
+        self._tracks.clear()
+        self._lagging.clear()
+
     def stalled_seconds(self) -> dict[int, float]:
         """Seconds without progress per lagging partition (as of the last check)."""
         return dict(self._lagging)

@@ -4,6 +4,12 @@ Every router process runs a ``WeightsWatcher`` (a confluent-kafka consumer witho
 that reads the topic from the beginning), so every instance applies the newest weights and
 a restarted router recovers them instead of observing again. The ``Optimizer`` runs where
 the single ``observations`` partition is consumed.
+
+Only records under the key ``weights`` count. A record there that is not applicable (not valid
+JSON of ``RoutingWeights``, a tombstone, another set of models, an older version) is ignored,
+and because compaction keeps only the newest record of the key, the watcher then publishes
+the weights it applies again: the key's newest record is valid again and survives compaction.
+Weights for the same models in another order are applied with gamma reordered by model name.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Sequence
 
 import numpy as np
 from pydantic import ValidationError
@@ -27,11 +34,13 @@ WEIGHTS_KEY = b"weights"
 class WeightsWatcher:
     """Keeps the newest RoutingWeights of a topic; ``caught_up`` is set once the start-up backlog is read."""
 
-    def __init__(self, kafka_conf: dict[str, str], topic: str) -> None:
+    def __init__(self, kafka_conf: dict[str, str], topic: str, models: Sequence[str]) -> None:
         self.kafka_conf = kafka_conf
         self.topic = topic
+        self.models = tuple(models)
         self.caught_up = threading.Event()
         self._latest: RoutingWeights | None = None
+        self._damaged = False  # the weights key's newest record read is not the weights applied
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="weights-watcher", daemon=True)
 
@@ -64,22 +73,53 @@ class WeightsWatcher:
                         if not self.caught_up.is_set():
                             log.info("weights: start-up backlog read; current: %s", self.describe())
                         self.caught_up.set()
+                        self._repair()
                     else:
                         log.warning("weights consumer: %s", message.error())
                     continue
-                self._apply(message.value())
+                self._apply(message.key(), message.value(), message.offset())
         finally:
             consumer.close()
 
-    def _apply(self, value: bytes | None) -> None:
-        try:
-            weights = RoutingWeights.model_validate_json(value or b"")
-        except ValidationError as exc:
-            log.error("weights topic %s holds an invalid message, ignored: %s", self.topic, exc)
+    def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        """Apply the record's weights, or note that the weights key's newest record is not applicable."""
+        if key != WEIGHTS_KEY:
+            log.error("weights topic %s: record at offset %d has key %r, not %r: ignored", self.topic, offset,
+                      key, WEIGHTS_KEY)
             return
-        if self._latest is None or weights.version >= self._latest.version:
-            self._latest = weights
-            log.info("weights: applying %s", self.describe())
+        weights = self._applicable(value)
+        if isinstance(weights, str):
+            log.error("weights topic %s: record at offset %d ignored: %s", self.topic, offset, weights)
+            self._damaged = True
+            return
+        self._latest = weights
+        self._damaged = False
+        log.info("weights: applying %s", self.describe())
+
+    def _applicable(self, value: bytes | None) -> RoutingWeights | str:
+        """The record's weights in the router's model order, or why they do not apply."""
+        if value is None:
+            return "a tombstone"
+        try:
+            weights = RoutingWeights.model_validate_json(value)
+        except ValidationError as exc:
+            return f"not valid RoutingWeights: {exc}"
+        aligned = align_weights(weights, self.models)
+        if isinstance(aligned, RoutingWeights) and self._latest is not None and aligned.version < self._latest.version:
+            return f"version {aligned.version} is older than the applied version {self._latest.version}"
+        return aligned
+
+    def _repair(self) -> None:
+        """Once the topic is read to its end: if the weights key's newest record is not the applied weights,
+        publish those again, so that what compaction keeps is valid."""
+        if not self._damaged or self._latest is None:
+            return
+        log.warning("weights topic %s: republishing v%d over an inapplicable record", self.topic, self._latest.version)
+        try:
+            publish_weights(self.kafka_conf, self.topic, self._latest)
+        except RuntimeError as exc:
+            log.error("weights topic %s: could not republish the weights (will retry on the next record): %s",
+                      self.topic, exc)
 
     def describe(self) -> str:
         """One line about the current weights."""
@@ -87,6 +127,24 @@ class WeightsWatcher:
         if w is None:
             return "none (observation phase)"
         return f"v{w.version} solver={w.solver} objective={w.objective:.4g} sample={w.sample_size}"
+
+
+def align_weights(weights: RoutingWeights, models: Sequence[str]) -> RoutingWeights | str:
+    """``weights`` with gamma in the order of ``models``, or why they cannot apply (another set of models)."""
+    if sorted(weights.models) != sorted(models):
+        return f"weights v{weights.version} are for models {weights.models}, the router has {list(models)}"
+    gamma = dict(zip(weights.models, weights.gamma))
+    return weights.model_copy(update={"models": list(models), "gamma": [gamma[m] for m in models]})
+
+
+def publish_weights(kafka_conf: dict[str, str], topic: str, weights: RoutingWeights) -> None:
+    """Write ``weights`` under the weights key and wait for the broker's acknowledgement (RuntimeError if none)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({**kafka_conf, "acks": "all", "enable.idempotence": True})
+    producer.produce(topic, key=WEIGHTS_KEY, value=weights.model_dump_json().encode())
+    if producer.flush(30) != 0:
+        raise RuntimeError(f"could not publish weights to {topic}")
 
 
 def read_observations(kafka_conf: dict[str, str], topic: str, count: int, timeout: float = 60.0) -> Estimates:
@@ -151,16 +209,7 @@ class Optimizer:
         )
         log.info("optimizer: solved on %d observations in %.3fs (%s), gamma=%s", len(observed),
                  time.perf_counter() - started, solution.solver, np.round(solution.gamma, 4).tolist())
-        self.publish(weights)
+        publish_weights(self.kafka_conf, self.weights_topic, weights)
+        log.info("optimizer: published weights v%d to %s", weights.version, self.weights_topic)
         self.published = weights
         return weights
-
-    def publish(self, weights: RoutingWeights) -> None:
-        """Write ``weights`` to the compacted topic and wait for the broker's acknowledgement."""
-        from confluent_kafka import Producer
-
-        producer = Producer({**self.kafka_conf, "acks": "all", "enable.idempotence": True})
-        producer.produce(self.weights_topic, key=WEIGHTS_KEY, value=weights.model_dump_json().encode())
-        if producer.flush(30) != 0:
-            raise RuntimeError(f"could not publish weights to {self.weights_topic}")
-        log.info("optimizer: published weights v%d to %s", weights.version, self.weights_topic)

@@ -3,6 +3,12 @@
 A confluent-kafka consumer group per model (``<app id>-worker-<model>``); offsets are
 committed after the completion is acknowledged (at-least-once), and query ids already
 served (found in the completions topic at start, or served since) are skipped.
+
+A routed message the worker must not answer (invalid, for another model, keyed by something
+else than its query id, naming an input partition the completions topic does not have), and
+one whose backend failed for good, goes to the DLQ with the reason; its offset is committed
+only once that dead letter is acknowledged. If the broker acknowledges neither, the worker
+stops without committing (the message is delivered again on restart).
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from router_core.history import History
 from schemas import Completion, RoutedQuery
 from streams import metrics
 from streams.config import ModelSettings, ServiceConfig, topic_name
-from streams.topics import COMPLETIONS
+from streams.router import Outgoing, Record, dead_letter, key_reason, validation_reason
+from streams.topics import COMPLETIONS, DLQ, BrokerUnavailable, read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -116,33 +123,14 @@ class OpenAIBackend:
 
 def served_ids(kafka_conf: dict[str, str], topic: str, model: str, timeout: float = 30.0) -> set[str]:
     """Query ids that already have a completion by ``model`` on ``topic`` (read to the current end)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({**kafka_conf, "group.id": "unused-served-scan", "enable.auto.commit": False})
     served: set[str] = set()
-    try:
-        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-        ends = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
-                continue
-            if message.offset() + 1 >= ends.get(message.partition(), 0):
-                ends.pop(message.partition(), None)
-            try:
-                completion = Completion.model_validate_json(message.value() or b"")
-            except ValidationError:
-                continue
-            if completion.model == model:
-                served.add(completion.query_id)
-    finally:
-        consumer.close()
+    for message in read_to_end(kafka_conf, topic, timeout):
+        try:
+            completion = Completion.model_validate_json(message.value() or b"")
+        except ValidationError:
+            continue
+        if completion.model == model:
+            served.add(completion.query_id)
     return served
 
 
@@ -167,12 +155,15 @@ class Worker:
         self.backend = backend
         self.topic = config.routed_topic(model)
         self.completions = config.topics.name(COMPLETIONS)
+        self.dlq = config.topics.name(DLQ)
         self.group = f"{group_prefix}-worker-{topic_name(model)}"
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = False
+        self.partitions = 0  # partitions of the completions topic (read at start)
 
     def run(self, max_idle: float | None = None) -> int:
-        """Serve until SIGTERM/SIGINT (or ``max_idle`` seconds without messages); return the count served."""
+        """Serve until SIGTERM/SIGINT (or ``max_idle`` seconds without messages); return the count served.
+        Raises BrokerUnavailable when the broker does not acknowledge a completion or dead letter."""
         from confluent_kafka import Consumer, Producer
 
         conf = self.config.kafka.confluent()
@@ -180,6 +171,7 @@ class Worker:
         consumer = Consumer({**conf, "group.id": self.group, "enable.auto.commit": False,
                              "auto.offset.reset": "earliest"})
         producer = Producer({**conf, "acks": "all", "enable.idempotence": True})
+        self.partitions = len(consumer.list_topics(self.completions, timeout=30).topics[self.completions].partitions)
         consumer.subscribe([self.topic])
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: setattr(self, "stopping", True))
@@ -199,38 +191,72 @@ class Worker:
                 if message.error():
                     log.warning("consumer: %s", message.error())
                     continue
-                try:
-                    count += self.handle(message.value(), served, producer)
-                except (OSError, RuntimeError, ValueError, KeyError) as exc:  # the backend failed for good
-                    metrics.record_worker_error(self.model, exc)
-                    log.error("query at %s[%d]@%d not answered (its reservation stays held): %s", message.topic(),
-                              message.partition(), message.offset(), exc)
-                commit(consumer, message)
+                record = Record(message.topic(), message.partition(), message.offset(), message.key(), message.value())
+                count += self.handle(record, served, producer)
+                commit(consumer, message)  # handled: answered, skipped or dead-lettered
         finally:
             producer.flush(30)
             consumer.close()
         log.info("worker for %s stopped after serving %d queries", self.model, count)
         return count
 
-    def handle(self, value: bytes | None, served: set[str], producer: object) -> bool:
-        """Answer one routed message; False when skipped (invalid, other model, already served)."""
-        try:
-            routed = RoutedQuery.model_validate_json(value or b"")
-        except ValidationError as exc:
-            log.error("invalid routed message skipped: %s", exc)
+    def handle(self, record: Record, served: set[str], producer: object) -> bool:
+        """Answer one routed message, skip it (already served) or dead-letter it; True when answered."""
+        routed = self.check(record)
+        if isinstance(routed, str):
+            self.dead_letter(record, routed, producer)
             return False
-        if routed.model != self.model or routed.query.id in served:
+        if routed.query.id in served:
             return False
         started = time.monotonic()
-        answer = self.backend.answer(routed)
+        try:
+            answer = self.backend.answer(routed)
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:  # the backend failed for good
+            metrics.record_worker_error(self.model, exc)
+            self.dead_letter(record, f"not answered, the reservation stays held: the backend failed: {exc}", producer)
+            return False
         completion = Completion(query_id=routed.query.id, model=self.model, partition=routed.partition,
                                 cost=answer.cost, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
                                 latency_s=time.monotonic() - started, quality=answer.quality, response=answer.response,
                                 worker=self.name, completed_at=time.time())
-        producer.produce(self.completions, key=routed.query.id.encode(),  # type: ignore[attr-defined]
-                         value=completion.model_dump_json().encode(), partition=routed.partition)
-        if producer.flush(30) != 0:  # type: ignore[attr-defined]
-            raise RuntimeError("completion not acknowledged by the broker within 30s")
+        deliver(producer, Outgoing(self.completions, routed.query.id, completion.model_dump_json().encode(),
+                                   partition=routed.partition))
         served.add(routed.query.id)
         metrics.record_completion(self.model, answer.cost, completion.latency_s)
         return True
+
+    def check(self, record: Record) -> RoutedQuery | str:
+        """The routed query in ``record``, or why this worker must not answer it."""
+        try:
+            routed = RoutedQuery.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            return validation_reason(exc)
+        if routed.model != self.model or record.topic != self.topic:
+            return f"routed to model {routed.model!r} on {record.topic}; this worker serves {self.model!r} on {self.topic}"
+        if routed.partition >= self.partitions:
+            return (f"names input partition {routed.partition}, but {self.completions} has {self.partitions} "
+                    f"partitions")
+        return key_reason(record, routed.query) or routed
+
+    def dead_letter(self, record: Record, reason: str, producer: object) -> None:
+        """Send ``record`` to the DLQ with ``reason``."""
+        log.error("dlq: %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        deliver(producer, dead_letter(self.dlq, record, reason))
+
+
+def deliver(producer: object, message: Outgoing) -> None:
+    """Produce ``message`` and wait for the broker's acknowledgement; BrokerUnavailable when it is refused or
+    not acknowledged within 30 s (a failed delivery is reported by the callback, not by ``flush``)."""
+    from confluent_kafka import KafkaException
+
+    errors: list[object] = []
+    where = {} if message.partition is None else {"partition": message.partition}
+    try:
+        producer.produce(message.topic, key=None if message.key is None else message.key.encode(),  # type: ignore[attr-defined]
+                         value=message.value, on_delivery=lambda error, _: errors.append(error), **where)
+    except (KafkaException, BufferError) as exc:
+        raise BrokerUnavailable(f"could not send to {message.topic}: {exc}") from exc
+    if producer.flush(30) != 0:  # type: ignore[attr-defined]
+        raise BrokerUnavailable(f"the broker did not acknowledge a message to {message.topic} within 30s")
+    if errors and errors[0] is not None:
+        raise BrokerUnavailable(f"a message to {message.topic} was not delivered: {errors[0]}")

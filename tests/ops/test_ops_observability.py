@@ -97,6 +97,10 @@ def test_dockerfile_contract() -> None:
     assert re.search(r"^USER 10001", text, re.M) and "HEALTHCHECK" in text
     assert 'ENTRYPOINT ["port-router"]' in text and "HF_HUB_OFFLINE=1" in text
     assert "--index-url" in text and "python:3.11-slim" in text
+    build, runtime = text.split("AS runtime")
+    assert "g++" in build and "g++" not in runtime, "the compiler (hnswlib is an sdist) in the build stage only"
+    assert "HNSWLIB_NO_NATIVE=1" in build, "no -march=native code in an image that runs on other CPUs"
+    assert "type=secret,id=ca" in build and "secret" not in runtime, "a proxy CA only as a build secret"
 
 
 def test_alerts_fire_when_documented() -> None:

@@ -126,6 +126,7 @@ def test_prometheus_scrapes_routed_rate_and_consumer_lag(tmp_path: Path) -> None
     require_environment()
     from streams.app import app_id
     from streams.config import load_config, topic_name
+    from streams.service import input_hint_group
 
     path = write_config(tmp_path, partitions=2, n_expected=200)
     config = load_config(path, {})
@@ -162,7 +163,7 @@ def test_prometheus_scrapes_routed_rate_and_consumer_lag(tmp_path: Path) -> None
             f"port_router_consumer_lag_messages{{{group_filter}}}",
             lambda r: {int(dict(k)["partition"]): v for k, v in r.items()} == expected_lag)
         assert all(dict(k)["topic"] == config.topics.name("queries") for k in lag)
-        router_group = f'group="{app_id(config)}", topic="{config.topics.name("queries")}"'
+        router_group = f'group="{input_hint_group(config)}", topic="{config.topics.name("queries")}"'
         prometheus.wait_for(f"sum(port_router_consumer_lag_messages{{{router_group}}})",
                             lambda r: list(r.values()) == [0.0])
 

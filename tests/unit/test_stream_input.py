@@ -84,3 +84,39 @@ def test_watchdog_ignores_a_deliberate_pause_and_forgets_revoked_partitions() ->
     assert dog.check(30.0, {0: 5}, {0: 9}, paused=True) == []
     assert dog.check(35.0, {0: 5}, {0: 9}, paused=False) == []
     assert dog.check(100.0, {}, {}, paused=False) == [] and dog.healthy()
+
+
+def test_watchdog_reset_forgets_the_clocks() -> None:
+    dog = StallWatchdog(timeout_s=10)
+    dog.check(0.0, {0: 5}, {0: 9}, paused=False)
+    dog.check(25.0, {0: 5}, {0: 9}, paused=False)
+    assert not dog.healthy()
+    dog.reset()  # e.g. the broker did not answer
+    assert dog.healthy() and dog.check(26.0, {0: 5}, {0: 9}, paused=False) == []
+
+
+class FlakyConsumer:
+    """Answers get_watermark_offsets with ``failures`` retriable errors first."""
+
+    def __init__(self, failures: int, code: int) -> None:
+        self.failures, self.code, self.calls = failures, code, 0
+
+    def get_watermark_offsets(self, tp, timeout):  # noqa: ANN001, ANN201
+        from confluent_kafka import KafkaError, KafkaException
+
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise KafkaException(KafkaError(self.code))
+        return 3, 9
+
+
+def test_watermarks_retry_a_partition_without_leader_but_not_other_errors() -> None:
+    import pytest
+    from confluent_kafka import KafkaError, KafkaException
+
+    from streams.topics import watermarks
+
+    flaky = FlakyConsumer(2, KafkaError.NOT_LEADER_FOR_PARTITION)
+    assert watermarks(flaky, "t", 0, timeout=5) == (3, 9) and flaky.calls == 3
+    with pytest.raises(KafkaException):
+        watermarks(FlakyConsumer(1, KafkaError.TOPIC_AUTHORIZATION_FAILED), "t", 0, timeout=5)
