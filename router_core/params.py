@@ -22,9 +22,10 @@ class EmbeddingParams(_Params):
     """How prompts become vectors."""
 
     backend: EmbeddingBackend = Field(
-        "minilm",
-        description="'minilm': the sentence-transformers model `model` (needs torch); 'static': a static "
-        "embedder distilled from `model` by 'port-router embedder distill' (numpy lookups, no torch)",
+        "static",
+        description="'static' (the default): a static embedder distilled from `model` by 'port-router embedder "
+        "distill' (numpy lookups, no torch); 'minilm': the sentence-transformers model `model` itself (needs torch, "
+        "the extra [minilm])",
     )
     model: str = Field(DEFAULT_EMBEDDING_MODEL,
                        description="name or path of a sentence-transformers model (the teacher of the static backend)")

@@ -31,6 +31,11 @@ def embedding_params(args: argparse.Namespace, backend: str, **overrides: object
     return EmbeddingParams(backend=backend, model=args.embedding_model, static_model=args.static_model, **overrides)
 
 
+def optional_float(text: str) -> float | None:
+    """A float, or None for 'none'."""
+    return None if text.strip().lower() == "none" else float(text)
+
+
 def backend_names(text: str) -> tuple[str, ...]:
     """Comma-separated embedding backends, each a known one."""
     backends = names(text)
@@ -42,7 +47,7 @@ def backend_names(text: str) -> tuple[str, ...]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``embedder`` and ``bench-embed`` to the ``port-router`` parser."""
-    from router_core.embedders.manifest import DEFAULT_PCA_DIMS
+    from router_core.embedders.manifest import DEFAULT_PCA_DIMS, DEFAULT_SIF_COEFFICIENT
 
     embedder = subparsers.add_parser("embedder", help="the static embedder distilled from MiniLM")
     commands = embedder.add_subparsers(dest="embedder_command", required=True)
@@ -51,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     distill.add_argument("--out", type=Path, default=None,
                          help="model directory (default: $PORT_ROUTER_CACHE/embedders/<model>-static<dims>)")
     distill.add_argument("--pca-dims", type=int, default=DEFAULT_PCA_DIMS)
+    distill.add_argument("--sif-coefficient", type=optional_float, default=DEFAULT_SIF_COEFFICIENT,
+                         help="weight tokens by frequency with this SIF coefficient (e.g. 1e-4, model2vec's default); "
+                              "'none' (the default): every token counts equally")
     distill.add_argument("--force", action="store_true", help="distil again even if a valid model is there")
     distill.set_defaults(handler=run_distill)
 
@@ -74,7 +82,7 @@ def run_distill(args: argparse.Namespace) -> int:
     from router_core.embedders.manifest import default_static_dir
 
     out = args.out or default_static_dir(args.model, args.pca_dims)
-    manifest, reused = ensure_static_model(args.model, out, args.pca_dims, args.force)
+    manifest, reused = ensure_static_model(args.model, out, args.pca_dims, args.force, args.sif_coefficient)
     Console().print(f"static model {'reused' if reused else 'distilled'}: {out} ({manifest.dimension} dims, "
                     f"from {manifest.teacher}, hash {manifest.hash})")
     return 0

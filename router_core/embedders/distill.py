@@ -2,7 +2,10 @@
 
 model2vec embeds every token of the teacher's vocabulary with the teacher, reduces the
 vectors by PCA (an eigendecomposition: deterministic) and weights them by token frequency
-(SIF). Distilling needs torch and the teacher; using the result does not.
+(SIF) when a SIF coefficient is given. The default is no weighting: every token of a text
+counts equally, which routed better than model2vec's SIF default (1e-4) on the RouterBench
+subset (docs/EVALUATION.md, "Embedding backends"). Distilling needs torch and the teacher;
+using the result does not.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from router_core.embedders.manifest import (CONTENT_FILES, DEFAULT_PCA_DIMS, EMBEDDINGS_FILE, MANIFEST_FILE,
-                                            TOKENIZER_FILE, StaticManifest, file_hash)
+from router_core.embedders.manifest import (CONTENT_FILES, DEFAULT_PCA_DIMS, DEFAULT_SIF_COEFFICIENT, EMBEDDINGS_FILE,
+                                            MANIFEST_FILE, TOKENIZER_FILE, StaticManifest, file_hash)
 from router_core.embedding import resolve_model_path
 from router_core.errors import EmbedderModelError
 
@@ -42,12 +45,13 @@ def _teacher_hash(path: str) -> str:
     return file_hash(weights) if weights.exists() else ""
 
 
-def settings_for(pca_dims: int) -> dict[str, object]:
-    """The distillation settings recorded in the manifest (model2vec's defaults but the PCA size)."""
-    return {"pca_dims": pca_dims, "sif_coefficient": 1e-4, "quantize_to": "float16", "pooling": "mean"}
+def settings_for(pca_dims: int, sif_coefficient: float | None = DEFAULT_SIF_COEFFICIENT) -> dict[str, object]:
+    """The distillation settings recorded in the manifest (model2vec's defaults but the PCA size and SIF)."""
+    return {"pca_dims": pca_dims, "sif_coefficient": sif_coefficient, "quantize_to": "float16", "pooling": "mean"}
 
 
-def distill_static(teacher: str, out: Path, pca_dims: int = DEFAULT_PCA_DIMS) -> StaticManifest:
+def distill_static(teacher: str, out: Path, pca_dims: int = DEFAULT_PCA_DIMS,
+                   sif_coefficient: float | None = DEFAULT_SIF_COEFFICIENT) -> StaticManifest:
     """Distil ``teacher`` into ``out`` (replaced atomically) and return the written manifest."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -57,7 +61,7 @@ def distill_static(teacher: str, out: Path, pca_dims: int = DEFAULT_PCA_DIMS) ->
         raise EmbedderModelError("distilling needs model2vec, skeletoken and torch "
                                  "(pip install 'port-router[minilm]')") from exc
     teacher_path = resolve_model_path(teacher)
-    settings = settings_for(pca_dims)
+    settings = settings_for(pca_dims, sif_coefficient)
     started = time.perf_counter()
     model = distill(teacher_path, pca_dims=pca_dims, sif_coefficient=settings["sif_coefficient"],
                     quantize_to=settings["quantize_to"], pooling=settings["pooling"])
@@ -81,8 +85,8 @@ def distill_static(teacher: str, out: Path, pca_dims: int = DEFAULT_PCA_DIMS) ->
     return manifest
 
 
-def ensure_static_model(teacher: str, out: Path, pca_dims: int = DEFAULT_PCA_DIMS,
-                        force: bool = False) -> tuple[StaticManifest, bool]:
+def ensure_static_model(teacher: str, out: Path, pca_dims: int = DEFAULT_PCA_DIMS, force: bool = False,
+                        sif_coefficient: float | None = DEFAULT_SIF_COEFFICIENT) -> tuple[StaticManifest, bool]:
     """The static model in ``out``, distilled only when absent, invalid or made otherwise; (manifest, reused)."""
     if not force:
         try:
@@ -91,6 +95,6 @@ def ensure_static_model(teacher: str, out: Path, pca_dims: int = DEFAULT_PCA_DIM
         except EmbedderModelError as exc:
             log.info("distilling: %s", exc)
         else:
-            if manifest.teacher == teacher and manifest.settings == settings_for(pca_dims):
+            if manifest.teacher == teacher and manifest.settings == settings_for(pca_dims, sif_coefficient):
                 return manifest, True
-    return distill_static(teacher, out, pca_dims), False
+    return distill_static(teacher, out, pca_dims, sif_coefficient), False

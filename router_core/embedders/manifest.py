@@ -21,6 +21,7 @@ EMBEDDINGS_FILE = "embeddings.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 CONTENT_FILES = (EMBEDDINGS_FILE, TOKENIZER_FILE)
 DEFAULT_PCA_DIMS = 256
+DEFAULT_SIF_COEFFICIENT: float | None = None  # no frequency weighting (model2vec's own default is 1e-4)
 
 
 def default_static_dir(teacher: str, pca_dims: int = DEFAULT_PCA_DIMS) -> Path:

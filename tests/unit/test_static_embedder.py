@@ -138,6 +138,14 @@ def test_a_valid_model_is_reused_without_distilling(tmp_path, monkeypatch):
     monkeypatch.setattr(distill, "distill_static", lambda *a, **k: calls.append(a) or manifest)
     assert distill.ensure_static_model(DEFAULT_EMBEDDING_MODEL, tmp_path / "m", pca_dims=128) == (manifest, False)
     assert distill.ensure_static_model("other", tmp_path / "m")[1] is False and len(calls) == 2
+    assert distill.ensure_static_model(DEFAULT_EMBEDDING_MODEL, tmp_path / "m", sif_coefficient=1e-4)[1] is False
+    assert len(calls) == 3  # a model distilled with other SIF weighting is not the one asked for
+
+
+def test_the_default_is_the_static_backend_without_sif_weighting():
+    assert EmbeddingParams().backend == "static" and load_config(EXAMPLE, {}).embedding.backend == "static"
+    assert distill.settings_for(256)["sif_coefficient"] is None
+    assert load_config(EXAMPLE, {"PORT_ROUTER__EMBEDDING__BACKEND": "minilm"}).embedding.backend == "minilm"
 
 
 def test_backend_is_validated_in_the_params_and_the_service_config(tmp_path):
