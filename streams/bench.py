@@ -20,7 +20,7 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import yaml
 from schemas import QueryEvent
 from streams.config import ServiceConfig, load_config
 from streams import processes
+from streams.batch_stages import per_batch
 from streams.processes import REPO, ServiceProcess
 from streams.produce import QuerySource, produce_with_retry
 from streams.topics import QUERIES, TopicSpec, create_topics
@@ -50,6 +51,7 @@ class RunResult:
     max_ms: float
     partitions: int = 0
     processes: int = 1
+    stages: dict[str, float] = field(default_factory=dict)  # the router's mean ms per batch of each stage
 
 
 def send_queries(config: ServiceConfig, queries: list[QueryEvent], rate: float = 0.0) -> dict[str, float]:
@@ -212,8 +214,11 @@ def run_one(args: argparse.Namespace, spec: RunSpec, source: QuerySource, embedd
         if time.monotonic() > deadline:
             raise TimeoutError("the weights were not learned during the warm-up")
         time.sleep(0.5)
+    routers = started if spec.kind == "router" else []
+    before = [p.state()["batch_stages"] for p in routers]
     result = measure(spec.name, config, topics, queries_for(source, "m:", payload), args.timeout, args.rate)
     result.partitions, result.processes = config.topics.query_partitions, spec.processes
+    result.stages = per_batch(before, [p.state()["batch_stages"] for p in routers])
     for process in started:
         process.stop()
     return result
@@ -277,6 +282,8 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"{row['name']:58s} {row['queries']:6d} q in {row['seconds']:7.2f}s = {row['queries_per_second']:8.1f} "
               f"q/s  p50 {row['p50_ms']:9.1f} ms  p99 {row['p99_ms']:9.1f} ms  "
               f"ratio {row['throughput_vs_passthrough']:.3f}")
+        if row["stages"]:
+            print("    ms per batch: " + ", ".join(f"{k.removesuffix('_ms')} {v}" for k, v in row["stages"].items()))
     load = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
     print(f"load average (1, 5, 15 min) before {load['before']}, after {load['after']}")
     if args.output:
