@@ -3,9 +3,9 @@
 #
 # A second run reuses .venv and skips pip entirely while pyproject.toml is unchanged (a stamp
 # file records its hash). torch comes from PyPI (a CUDA build that runs on the CPU), through the
-# `minilm` extra (the default embedding backend and the distillation need it).
-# Then it distils the static embedder from the packaged all-MiniLM-L6-v2, offline, into
-# $PORT_ROUTER_CACHE/embedders/ (reused while its manifest and files match; ~1 minute the first time).
+# `minilm` extra (the MiniLM embedding backend and the distillation of the static one need it).
+# Then it distils the static embedder (the default backend) from the packaged all-MiniLM-L6-v2, offline, into
+# $PORT_ROUTER_CACHE/embedders/ (reused while its manifest and files match; ~2 minutes the first time).
 #
 # Environment: PYTHON (default python3.11, else python3); PORT_ROUTER_CACHE (default <repo>/.cache).
 set -euo pipefail
