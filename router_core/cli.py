@@ -1,4 +1,6 @@
-"""The offline subcommands of ``port-router``: ``bench`` and ``index build``.
+"""The offline subcommands of ``port-router``: ``bench``, ``overhead`` and ``index build``.
+
+The embedder's commands (``embedder distill``, ``bench-embed``) are in ``router_core.embedders.cli``.
 
 ``streams.cli`` owns the top-level parser and calls :func:`register`.
 """
@@ -13,28 +15,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
+from router_core.argtypes import floats, ints, names
 from router_core.datasets import default_data_paths
+from router_core.embedders import cli as embedders_cli
+from router_core.embedders.cli import add_embedding_arguments, embedding_params
 from router_core.params import EmbeddingParams, IndexParams, PortParams
 
 log = logging.getLogger(__name__)
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in text.split(",") if x)
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
-
-
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", type=Path, default=None,
                         help="history files or directories (default: $PORT_ROUTER_DATA, else the example subset)")
-    parser.add_argument("--embedding-model", default=EmbeddingParams().model)
+    add_embedding_arguments(parser)
+    parser.add_argument("--embedding-backend", choices=("minilm", "static"), default=EmbeddingParams().backend)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,16 +36,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = PortParams()
     bench = subparsers.add_parser("bench", help="offline evaluation of PORT and the baselines on routing data")
     _add_common(bench)
+    bench.add_argument("--embedding-backends", type=embedders_cli.backend_names, default=None,
+                       help="comma-separated backends to compare on the same grid (overrides --embedding-backend)")
     bench.add_argument("--k", type=int, default=defaults.k, help="neighbours per estimate of knn-mean")
-    bench.add_argument("--estimators", type=_names, default=(defaults.estimator,),
+    bench.add_argument("--estimators", type=names, default=(defaults.estimator,),
                        help=f"comma-separated estimators to compare, each tuned per seed (default: {defaults.estimator}; "
                             "known: knn-mean, kernel-shrink, kernel-shrink-task)")
     bench.add_argument("--n-test", type=int, default=1000)
-    bench.add_argument("--seeds", type=_ints, default=(42, 43))
-    bench.add_argument("--budget-factors", type=_floats, default=(0.5, 1.0, 2.0))
-    bench.add_argument("--splits", type=_names, default=("weighted", "uniform"),
+    bench.add_argument("--seeds", type=ints, default=(42, 43))
+    bench.add_argument("--budget-factors", type=floats, default=(0.5, 1.0, 2.0))
+    bench.add_argument("--splits", type=names, default=("weighted", "uniform"),
                        help="weighted, cost, perf, uniform, extreme[:k], random")
-    bench.add_argument("--methods", type=_names, default=None, help="comma-separated policy names (default: all)")
+    bench.add_argument("--methods", type=names, default=None, help="comma-separated policy names (default: all)")
     bench.add_argument("--eps", type=float, default=defaults.eps)
     bench.add_argument("--alpha", type=float, default=defaults.alpha)
     bench.add_argument("--accounting", choices=("oracle", "reserve"), default="oracle")
@@ -71,6 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     overhead.add_argument("--repeats", type=int, default=15)
     overhead.add_argument("--embed-sample", type=int, default=256, help="queries embedded to time the model")
     overhead.set_defaults(handler=run_overhead)
+
+    embedders_cli.register(subparsers)
 
     index = subparsers.add_parser("index", help="the HNSW index over the history")
     index_commands = index.add_subparsers(dest="index_command", required=True)
@@ -94,7 +92,7 @@ def _port_params(args: argparse.Namespace) -> PortParams:
 
 def run_bench(args: argparse.Namespace) -> int:
     """``port-router bench``: replay the grid, print tables, write JSON and plot if asked."""
-    from router_core.embedding import Embedder
+    from router_core.embedders import create_embedder
     from router_core.evaluation.experiment import BenchSettings, prepare_seed, run_seed
     from router_core.evaluation.report import markdown_tables, render_tables, write_json, write_plot
     from router_core.history import load_history
@@ -114,21 +112,23 @@ def run_bench(args: argparse.Namespace) -> int:
                              estimators=args.estimators)
     data, report = load_history(args.data or default_data_paths())
     console.print(f"data: {report.summary()}; {len(data.models)} models")
-    embedder = Embedder(EmbeddingParams(model=args.embedding_model))
+    backends = args.embedding_backends or (args.embedding_backend,)
     rows: list[dict] = []
-    runs = (len(settings.seeds) * len(settings.estimators) * len(settings.splits) * len(settings.budget_factors)
-            * len(methods))
+    runs = (len(backends) * len(settings.seeds) * len(settings.estimators) * len(settings.splits)
+            * len(settings.budget_factors) * len(methods))
     started = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("replaying", total=runs)
-        for seed in settings.seeds:
-            progress.update(task, description=f"seed {seed}: embedding and indexing")
-            for prepared in prepare_seed(data, embedder, IndexParams(), settings.n_test, params.k, seed,
-                                         settings.estimators):
-                for row in run_seed(prepared, settings, params):
-                    rows.append(row)
-                    progress.update(task, advance=1, description=f"seed {seed}: {row['split']} x{row['budget_factor']} "
-                                                                 f"{row['method']} ({row['estimator']})")
+        for backend in backends:
+            embedder = create_embedder(embedding_params(args, backend))
+            for seed in settings.seeds:
+                progress.update(task, description=f"{backend}, seed {seed}: embedding and indexing")
+                for prepared in prepare_seed(data, embedder, IndexParams(), settings.n_test, params.k, seed,
+                                             settings.estimators):
+                    for row in run_seed(prepared, settings, params):
+                        rows.append({**row, "embedder": backend})
+                        progress.update(task, advance=1, description=f"{backend}, seed {seed}: {row['split']} "
+                                        f"x{row['budget_factor']} {row['method']} ({row['estimator']})")
     console.print(f"{runs} runs in {time.perf_counter() - started:.1f}s ({settings.accounting} accounting, "
                   f"port switches: {params.model_dump(exclude={'eps', 'alpha', 'k', 'n_expected'})})")
     render_tables(rows, console)
@@ -149,7 +149,7 @@ def run_overhead(args: argparse.Namespace) -> int:
     import numpy as np
 
     from router_core.assembly import assemble
-    from router_core.embedding import Embedder
+    from router_core.embedders import create_embedder
     from router_core.evaluation.experiment import split_rows
     from router_core.evaluation.overhead import measure_overhead
     from router_core.estimator import QueryFeatures
@@ -159,7 +159,7 @@ def run_overhead(args: argparse.Namespace) -> int:
     console = Console()
     data, _ = load_history(args.data or default_data_paths())
     test_rows, history_rows = split_rows(len(data), args.n_test, seed=42)
-    embedder = Embedder(EmbeddingParams(model=args.embedding_model))
+    embedder = create_embedder(embedding_params(args, args.embedding_backend))
     assembly = assemble(data, (history_rows, test_rows), embedder, IndexParams())
     history, test, index = assembly.history, assembly.held_out, assembly.index
     assert test is not None  # split above
@@ -181,23 +181,23 @@ def run_overhead(args: argparse.Namespace) -> int:
         console.print(f"  {path:<11} {micros:7.2f} us/query   {result.ratio(path):5.2f} x search")
     console.print(f"  dual re-solve on {result.n_queries} queries (LP, off the per-query path): "
                   f"{result.resolve_ms:.1f} ms")
-    console.print(f"  embedding ({embedder.params.model}, batch {embedder.params.batch_size}): "
+    console.print(f"  embedding ({embedder.identity}, batch {embedder.params.batch_size}): "
                   f"{embed_qps:.1f} queries/s over {len(sample)} queries")
     return 0
 
 
 def run_index_build(args: argparse.Namespace) -> int:
     """``port-router index build``: embed the history and save its index with a manifest."""
-    from router_core.embedding import Embedder
+    from router_core.embedders import create_embedder
     from router_core.engine import build_index
     from router_core.history import load_history
 
     data, _ = load_history(args.data or default_data_paths())  # load_history logs its summary
-    embedder = Embedder(EmbeddingParams(model=args.embedding_model))
+    embedder = create_embedder(embedding_params(args, args.embedding_backend))
     index = build_index(data, embedder, IndexParams(m=args.m, ef_construction=args.ef_construction),
                         PortParams(estimator=args.estimator, k=args.k), show_progress=True)
     index.save(args.out)
-    Console().print(f"index of {index.manifest.count} queries ({index.manifest.dimension} dims, "
+    Console().print(f"index of {index.manifest.count} queries ({index.manifest.embedder}, {index.manifest.dimension} dims, "
                     f"{len(index.manifest.shared_prefixes)} shared templates stripped, estimator "
                     f"{index.manifest.estimator} {index.manifest.estimator_settings}) saved to {args.out}")
     return 0

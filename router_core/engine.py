@@ -30,7 +30,7 @@ def expected_manifest(history: History, embedder: Embedder, index: IndexParams,
     """The manifest an index of ``history`` built with these settings must carry."""
     return IndexManifest(embedding_model=embedder.params.model, dimension=embedder.dimension, count=len(history),
                          data_hash=history.content_hash(), m=index.m, ef_construction=index.ef_construction,
-                         shared_prefixes=prefixes.prefixes)
+                         shared_prefixes=prefixes.prefixes, embedder=embedder.identity)
 
 
 def learn_prefixes(history: History, embedding: EmbeddingParams) -> SharedPrefixes:

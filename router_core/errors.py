@@ -15,3 +15,7 @@ class IndexMismatchError(RouterCoreError):
 
 class ConfigurationError(RouterCoreError):
     """Parameters that cannot work together (an unknown policy, a bad split name, ...)."""
+
+
+class EmbedderModelError(RouterCoreError):
+    """The configured embedder's model is missing, corrupt or distilled from another teacher."""

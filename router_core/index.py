@@ -40,6 +40,16 @@ class IndexManifest:
     estimator: str = ""
     estimator_configuration: dict[str, Any] = field(default_factory=dict)
     estimator_settings: dict[str, Any] = field(default_factory=dict)
+    embedder: str = ""
+
+    def check_embedder(self, expected: str, where: Path | str) -> None:
+        """Refuse an index whose vectors come from another embedder (backend or weights) than ``expected``."""
+        if self.embedder != expected:
+            raise IndexMismatchError(
+                f"{where}: the index was built with the embedder {self.embedder!r} but the configuration's is "
+                f"{expected!r}; rebuild it with 'port-router index build' and the configured --embedding-backend "
+                "(or delete the directory: the router then builds and saves a new one)"
+            )
 
     def with_estimator(self, name: str, configuration: dict[str, Any], settings: dict[str, Any]) -> "IndexManifest":
         """This manifest recording the estimator, its configured inputs and the settings tuned for it."""
@@ -67,6 +77,8 @@ class IndexManifest:
     def from_json(cls, text: str) -> "IndexManifest":
         raw = json.loads(text)
         raw["shared_prefixes"] = tuple(raw.get("shared_prefixes", ()))
+        # Before embedders were recorded (issue 8) every index was built by sentence-transformers.
+        raw.setdefault("embedder", f"minilm:{raw['embedding_model']}")
         return cls(**raw)
 
 
@@ -124,6 +136,7 @@ class AnnIndex:
         if not manifest_path.exists():
             raise IndexMismatchError(f"{directory}: no {MANIFEST_FILE}; build the index with 'port-router index build'")
         saved = IndexManifest.from_json(manifest_path.read_text())
+        saved.check_embedder(expected.embedder, directory)
         for name in ("embedding_model", "dimension", "count", "data_hash", "m", "ef_construction"):
             have, want = getattr(saved, name), getattr(expected, name)
             if have != want:

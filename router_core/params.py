@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+EmbeddingBackend = Literal["minilm", "static"]
 
 
 class _Params(BaseModel):
@@ -20,7 +21,19 @@ class _Params(BaseModel):
 class EmbeddingParams(_Params):
     """How prompts become vectors."""
 
-    model: str = Field(DEFAULT_EMBEDDING_MODEL, description="name or path of a sentence-transformers model")
+    backend: EmbeddingBackend = Field(
+        "static",
+        description="'static' (the default): a static embedder distilled from `model` by 'port-router embedder "
+        "distill' (numpy lookups, no torch); 'minilm': the sentence-transformers model `model` itself (needs torch, "
+        "the extra [minilm])",
+    )
+    model: str = Field(DEFAULT_EMBEDDING_MODEL,
+                       description="name or path of a sentence-transformers model (the teacher of the static backend)")
+    static_model: str | None = Field(
+        None,
+        description="directory of the distilled static model; None: the default one under $PORT_ROUTER_CACHE "
+        "(else .cache), which scripts/setup.sh builds",
+    )
     batch_size: int = Field(64, ge=1, le=4096)
     overflow: Literal["tail", "head"] = Field(
         "tail",

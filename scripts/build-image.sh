@@ -19,7 +19,8 @@
 #   BASE_PULL_TIMEOUT   seconds to wait for a registry (default 60)
 #   DEBIAN_MIRROR       debootstrap mirror (default http://deb.debian.org/debian)
 #   CA_BUNDLE           CA bundle given to pip as a build secret (default /etc/ssl/certs/ca-certificates.crt)
-#   PIP_EXTRAS          passed to the Dockerfile (default empty)
+#   PIP_EXTRAS          passed to the Dockerfile (default "[minilm]": torch, MiniLM and the distilled static model;
+#                       empty: a torch-free image without a static model, which the smoke run does not mount)
 #   PORT_ROUTER_CACHE   cache root (default <repo>/.cache)
 #   KAFKA_PORT / KAFKA_BOOTSTRAP  broker for the smoke run (default 127.0.0.1:9092; either one sets the other)
 #   SMOKE_WEB_PORT      the router's web port in the smoke run (default 16066; host network)
@@ -128,7 +129,7 @@ bud() {
   local secret=()
   [[ -s "$CA_BUNDLE" ]] && secret=(--secret "id=ca,src=$CA_BUNDLE")
   nice -n 10 buildah bud --layers --format docker --isolation chroot \
-    --build-arg "PYTHON_IMAGE=$BASE" --build-arg "PIP_EXTRAS=${PIP_EXTRAS:-}" "${secret[@]}" \
+    --build-arg "PYTHON_IMAGE=$BASE" --build-arg "PIP_EXTRAS=${PIP_EXTRAS-[minilm]}" "${secret[@]}" \
     -f "$REPO/Dockerfile" "$@" "$REPO"
 }
 

@@ -10,6 +10,8 @@ import logging
 import sys
 from pathlib import Path
 
+from router_core.argtypes import ints
+from router_core.embedders.cli import backend_names
 from streams.tools.acls import Principals
 from streams.config import ConfigError, ServiceConfig, load_config
 from streams.kafka import BrokerUnavailable, require_broker
@@ -202,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--timeout", type=float, default=600.0, help="limit for each wait (seconds)")
     bench.add_argument("--rate", type=float, default=0.0,
                        help="queries per second in the measured runs (0: as fast as possible)")
+    bench.add_argument("--backends", type=backend_names, default=("static", "minilm"),
+                       help="embedding backends of the router-with-text runs (minilm is skipped, with a warning, "
+                            "when it is not installed)")
+    bench.add_argument("--minilm-queries", type=int, default=0,
+                       help="measured queries of the minilm text run (0: --queries; MiniLM routes ~30 q/s)")
+    bench.add_argument("--scaling-partitions", type=ints, default=(),
+                       help="query partitions of the scaling grid, e.g. 1,2,4 (default: no grid)")
+    bench.add_argument("--scaling-processes", type=ints, default=(1,),
+                       help="processes per scaling cell, e.g. 1,2 (cells with more processes than partitions "
+                            "are skipped)")
     bench.set_defaults(handler=cmd_bench_stream)
 
     chaos = _with_config(sub.add_parser("chaos", help="soak under router kills, a broker restart and a paused worker"))

@@ -15,26 +15,41 @@ METRICS = ("performance", "cost", "ppc", "throughput")
 ESTIMATE_METRICS = ("brier", "log_loss", "cost_mape")
 
 
-def method_label(row: dict, several_estimators: bool) -> str:
-    """The method's name, with its estimator in parentheses when a run compares estimators."""
-    return f"{row['method']} ({row['estimator']})" if several_estimators else row["method"]
+COMPARED = ("estimator", "embedder")
+
+
+def varying_keys(rows: Sequence[dict]) -> list[str]:
+    """Which of the compared settings (estimator, embedder) take more than one value in ``rows``."""
+    return [key for key in COMPARED if len({r.get(key) for r in rows}) > 1]
+
+
+def variant(row: dict, varying: Sequence[str]) -> str:
+    """The row's values of the ``varying`` settings, comma-separated."""
+    return ", ".join(str(row.get(key)) for key in varying)
+
+
+def method_label(row: dict, varying: Sequence[str]) -> str:
+    """The method's name, with its estimator and/or embedder in parentheses when a run compares them."""
+    return f"{row['method']} ({variant(row, varying)})" if varying else row["method"]
 
 
 def group_rows(rows: Sequence[dict]) -> dict[tuple[str, float], dict[str, list[dict]]]:
-    """Rows grouped by (split, budget factor), then by method (and estimator), in first-seen order."""
-    several = len({r.get("estimator") for r in rows}) > 1
+    """Rows grouped by (split, budget factor), then by method (and estimator, embedder), in first-seen order."""
+    varying = varying_keys(rows)
     groups: dict[tuple[str, float], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        groups[(row["split"], row["budget_factor"])][method_label(row, several)].append(row)
+        groups[(row["split"], row["budget_factor"])][method_label(row, varying)].append(row)
     return groups
 
 
 def estimate_quality(rows: Sequence[dict]) -> dict[str, dict[str, tuple[float, float]]]:
-    """Per estimator, mean and std over seeds of its test-stream Brier score, log-loss and cost MAPE."""
+    """Per estimator (and embedder when a run compares them), mean and std over seeds of the test
+    stream's Brier score, log-loss and cost MAPE."""
+    varying = varying_keys(rows) or ["estimator"]
     per_seed: dict[str, dict[int, dict]] = defaultdict(dict)
     for row in rows:
         if "brier" in row:
-            per_seed[row["estimator"]][row["seed"]] = row
+            per_seed[variant(row, varying)][row["seed"]] = row
     return {name: {metric: mean_std(list(seeds.values()), metric) for metric in ESTIMATE_METRICS}
             for name, seeds in per_seed.items()}
 

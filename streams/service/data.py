@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from router_core.assembly import Assembly, assemble
-from router_core.embedding import Embedder
+from router_core.embedders import create_embedder
 from router_core.engine import RoutingEngine
 from router_core.history import History, load_history
 from streams.config import ConfigError, ServiceConfig
@@ -63,7 +63,7 @@ def load_assembly(config: ServiceConfig) -> Assembly:
     ``index_dir``, with the configured estimator tuned)."""
     data, rows = load_rows(config)
     index_dir = Path(config.index_dir) if config.index_dir else None
-    return assemble(data, rows, Embedder(config.embedding), config.index, config.port, index_dir)
+    return assemble(data, rows, create_embedder(config.embedding), config.index, config.port, index_dir)
 
 
 def load_engine(config: ServiceConfig) -> RoutingEngine:

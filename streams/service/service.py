@@ -17,6 +17,7 @@ from router_core.engine import RoutingEngine
 from streams import kafka, metrics
 from streams.service import telemetry
 from streams import topics as T
+from streams.service.batch_stages import BatchStages, Stopwatch
 from streams.config import ServiceConfig, topic_name
 from streams.service.data import budgets_in_order
 from streams.service.ledger import state_key
@@ -72,6 +73,7 @@ class RouterService:
         self.paused = False  # True while routing waits for the learned weights
         self.gave_up_waiting = False  # True once waiting for the weights timed out
         self.sent: Counter = Counter()
+        self.stages = BatchStages()  # where the routed batches spent their time (the /state page)
 
     def start_background(self) -> None:
         """Follow the weights topic; export metrics and consumer lag."""
@@ -126,12 +128,14 @@ class RouterService:
             if not self.positions.held():
                 await asyncio.sleep(window)
                 continue
+            watch = Stopwatch()
             records, ends = await loop.run_in_executor(None, self.input.poll, batch, window)
+            watch.lap("poll")
             async with self.lock:
                 if not self.positions.held():
                     continue  # revoked while polling: the next owner reads from the progress table
                 try:
-                    wait, failed = await self.route_polled(records, ends), False
+                    wait, failed = await self.route_polled(records, ends, watch), False
                 except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
                     log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
                     await self.reread()
@@ -147,15 +151,15 @@ class RouterService:
         assert self.input is not None
         await asyncio.get_running_loop().run_in_executor(None, self.input.assign, dict(self.positions.next))
 
-    async def route_polled(self, records: list[Record], ends: dict[int, int]) -> bool:
+    async def route_polled(self, records: list[Record], ends: dict[int, int], watch: Stopwatch | None = None) -> bool:
         """Route the contiguous part of a polled batch; re-read the rest. True when routing must pause
-        for the learned weights."""
+        for the learned weights. ``watch`` times the batch's stages (from the poll on)."""
         accepted = self.positions.accept(records)
         for partition, (start, stop) in accepted.holes.items():
             log.warning("partition %d: offsets %d..%d are not in the log (deleted or transaction markers); "
                         "continuing at %d", partition, start, stop - 1, stop)
         routable, pause = self.observation_quota(accepted.records)
-        await self.route_records(routable)
+        await self.route_records(routable, watch or Stopwatch())
         for partition, offset in accepted.rewind.items():
             log.warning("partition %d: the consumer skipped offset %d; reading again from it", partition, offset)
         rewind = dict(accepted.rewind)
@@ -191,22 +195,29 @@ class RouterService:
             log.warning("no weights %.0fs after this router's observation quota; observing on until they come", wait)
             self.gave_up_waiting = True
 
-    async def route_records(self, records: list[Record]) -> None:
+    async def route_records(self, records: list[Record], watch: Stopwatch) -> None:
         """Validate, estimate and decide ``records``; persist the decisions; send the outputs; then
-        record the new input positions (a crash before that re-reads them: they find their decisions)."""
+        record the new input positions (a crash before that re-reads them: they find their decisions).
+        Each stage is a lap of ``watch``, added to ``self.stages``."""
         if not records:
             return
         started = time.perf_counter()
         prepared = await asyncio.get_running_loop().run_in_executor(None, self.router.prepare, records)
+        watch.lap("prepare")
         emitted, observed = self.router.decide(prepared, self.decisions)
         telemetry.record_batch(prepared, emitted, time.perf_counter() - started)
+        watch.lap("decide")
         await self.producer.flush()  # decisions and reservations reach the changelog first
+        watch.lap("flush")
         await self.send_all(prepared.dead + observed + emitted)
+        watch.lap("send")
         moved = self.positions.advance(records)
         for partition, offset in moved.items():
             self.progress[progress_key(partition)] = offset
         assert self.input is not None
         self.input.commit_hint(moved)
+        watch.lap("progress")
+        self.stages.add(len(records), watch.laps)
 
     async def watch(self) -> None:
         """One watchdog round over every partition of the queries topic: the held ones by their
@@ -271,7 +282,8 @@ class RouterService:
         budgets = {m: {k: finite_or_none(v) for k, v in b.items()} for m, b in self.budget_report().items()}
         return {"budgets": budgets, "weights_version": None if weights is None else weights.version,
                 "sent": dict(self.sent), "partitions": sorted(self.router.held or []),
-                "input": {str(p): o for p, o in sorted(self.positions.next.items())}}
+                "input": {str(p): o for p, o in sorted(self.positions.next.items())},
+                "batch_stages": self.stages.snapshot()}
 
     def log_report(self) -> None:
         """One log line for operators: messages sent, weights, budget burn."""

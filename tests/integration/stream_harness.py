@@ -18,6 +18,7 @@ import yaml
 
 from conftest import BOOTSTRAP, require_broker, unavailable
 from router_core.datasets import SHARED_SUBSET, SHIPPED_SUBSET
+from router_core.embedders.manifest import DEFAULT_PCA_DIMS
 from schemas import QueryEvent
 from streams.config import ServiceConfig, load_config
 from streams.tools import processes
@@ -28,7 +29,8 @@ from streams.topics import create_topics
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("PORT_ROUTER_DATA", SHARED_SUBSET if SHARED_SUBSET.is_dir() else SHIPPED_SUBSET))
-DIMENSION = 384  # all-MiniLM-L6-v2
+BACKEND = load_config(REPO / "examples" / "config.yaml", {}).embedding.backend
+DIMENSION = {"static": DEFAULT_PCA_DIMS, "minilm": 384}[BACKEND]  # the example configuration's embedder
 
 
 def require(condition: bool, reason: str) -> None:
@@ -51,7 +53,7 @@ def write_config(directory: Path, partitions: int = 2, n_expected: int = 200, bu
     data["topics"]["query_partitions"] = partitions
     data["port"]["n_expected"] = n_expected
     data["history"] = [str(DATA)]
-    data["index_dir"] = str(REPO / ".cache" / "index" / "routerbench-subset")
+    data["index_dir"] = str(REPO / ".cache" / "index" / f"routerbench-subset-{BACKEND}")
     data["router"]["data_dir"] = str(directory / "faust")
     for model in data["models"]:
         model["budget"] = model["budget"] * budget_scale

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from router_core.assembly import assemble
+from router_core.embedders import create_embedder
 from router_core.embedding import Embedder
 from router_core.history import History
 from router_core.index import MANIFEST_FILE
@@ -16,7 +17,7 @@ TEMPLATE = "".join(f"Shared example {i}: every prompt repeats this line word for
 
 @pytest.fixture(scope="module")
 def embedder(tmp_path_factory) -> Embedder:
-    return Embedder(EmbeddingParams(cache_dir=str(tmp_path_factory.mktemp("cache"))))
+    return create_embedder(EmbeddingParams(backend="minilm", cache_dir=str(tmp_path_factory.mktemp("cache"))))
 
 
 def _data(n: int = 14) -> History:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from router_core.embedders import create_embedder
 from router_core.embedding import Embedder
 from router_core.assembly import assemble
 from router_core.engine import build_index, load_or_build_index
@@ -31,14 +32,14 @@ def test_shared_prefix_is_learned_and_stripped_at_a_line_break():
 
 @pytest.fixture(scope="module")
 def embedder(tmp_path_factory) -> Embedder:
-    return Embedder(EmbeddingParams(cache_dir=str(tmp_path_factory.mktemp("cache"))))
+    return create_embedder(EmbeddingParams(cache_dir=str(tmp_path_factory.mktemp("cache"))))
 
 
 def test_templated_questions_get_distinct_embeddings(embedder):
     """The measured trap: a prefix that fills the window collapses every question to one vector."""
     long_template = TEMPLATE * 3  # well over 256 tokens
     prompts = [long_template + q for q in QUESTIONS]
-    naive = Embedder(EmbeddingParams(overflow="head", cache_dir=None)).embed(prompts)
+    naive = create_embedder(EmbeddingParams(overflow="head", cache_dir=None)).embed(prompts)
     assert len(np.unique(naive.round(5), axis=0)) == 1  # the trap is real
     by_tail = embedder.embed(prompts)
     stripped = embedder.embed(SharedPrefixes.learn(prompts).strip_all(prompts))
