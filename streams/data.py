@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from router_core.engine import RoutingEngine
+from router_core.evaluation.experiment import split_rows
 from router_core.history import History, load_history
 from streams.config import ConfigError, ServiceConfig
 
@@ -22,14 +23,6 @@ def parse_split(spec: str) -> tuple[int, int]:
     return int(parts[1]), int(parts[2])
 
 
-def split_rows(n: int, seed: int, stream_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random (history rows, stream rows) of ``n`` rows; the stream rows keep their random order."""
-    if not 0 < stream_size < n:
-        raise ConfigError(f"history_rows: a stream of {stream_size} rows needs 0 < size < {n} (the history size)")
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[stream_size:]), order[:stream_size]
-
-
 def load_split(config: ServiceConfig) -> tuple[History, History | None]:
     """(history the index is built on, held-out query stream or None) as ``history_rows`` says."""
     full, _ = load_history(config.history)  # load_history logs its summary
@@ -41,7 +34,10 @@ def load_split(config: ServiceConfig) -> tuple[History, History | None]:
     if config.history_rows is None:
         return full, None
     seed, size = parse_split(config.history_rows)
-    history_rows, stream_rows = split_rows(len(full), seed, size)
+    try:
+        stream_rows, history_rows = split_rows(len(full), size, seed)  # the offline benchmark's split
+    except ValueError as exc:
+        raise ConfigError(f"history_rows: {exc}") from None
     return full.subset(history_rows), full.subset(stream_rows)
 
 
