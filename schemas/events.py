@@ -52,13 +52,17 @@ class QueryEvent(Event):
 
 
 class ObservationEvent(Event):
-    """Estimates of one observation-phase query (topic ``observations``); the optimizer learns from them."""
+    """Estimates of one decided query (topic ``observations``) and the dollars it reserved; the optimizer
+    learns the weights from them and tracks the budgets left."""
 
     query_id: QueryId
     partition: int = Field(ge=0)
     quality: Vector
     cost: Vector
     observed_at: Timestamp
+    phase: Literal["observation", "learned"] = "observation"
+    model: ModelName | None = Field(None, description="the model the query was routed to (None: not served)")
+    reserved: Dollars = Field(0.0, description="the estimated cost reserved for it")
 
 
 class RoutingWeights(Event):
@@ -74,6 +78,10 @@ class RoutingWeights(Event):
     cost_scale: float = Field(gt=0)
     sample_size: int = Field(ge=1)
     created_at: Timestamp
+    decisions_seen: int = Field(0, ge=0, description="decisions of the budget period the solve had seen")
+    next_offset: int = Field(0, ge=0, description="the observations offset after the last decision seen")
+    reserved: list[Dollars] | None = Field(None, max_length=MAX_MODELS, description="dollars reserved per model "
+                                           "(in ``models`` order) by the decisions seen")
 
     @model_validator(mode="after")
     def _one_gamma_per_model(self) -> "RoutingWeights":

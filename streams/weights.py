@@ -1,9 +1,9 @@
-"""The learned weights on the compacted ``weights`` topic: follow them, and learn them once.
+"""The learned weights on the compacted ``weights`` topic: follow them, and learn them continuously.
 
 Every router process runs a ``WeightsWatcher`` (a confluent-kafka consumer without a group
 that reads the topic from the beginning), so every instance applies the newest weights and
 a restarted router recovers them instead of observing again. The ``Optimizer`` runs where
-the single ``observations`` partition is consumed.
+the single ``observations`` partition is consumed: every decision reports its estimates there.
 
 Only records under the key ``weights`` count. A record there that is not applicable (not valid
 JSON of ``RoutingWeights``, a tombstone, another set of models, an older version) is ignored,
@@ -17,13 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from pydantic import ValidationError
 
 from router_core.engine import RoutingEngine
-from router_core.estimator import Estimates
 from schemas import ObservationEvent, RoutingWeights
 
 log = logging.getLogger(__name__)
@@ -147,68 +146,137 @@ def publish_weights(kafka_conf: dict[str, str], topic: str, weights: RoutingWeig
         raise RuntimeError(f"could not publish weights to {topic}")
 
 
-def read_observations(kafka_conf: dict[str, str], topic: str, count: int, timeout: float = 60.0) -> Estimates:
-    """The estimates of the first ``count`` observations on ``topic`` (partition 0)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+def read_observations(kafka_conf: dict[str, str], topic: str, start: int, stop: int,
+                      timeout: float = 60.0) -> Iterator[tuple[int, ObservationEvent]]:
+    """(offset, event) for the valid observations at offsets ``start`` to ``stop - 1`` (partition 0)."""
+    from confluent_kafka import Consumer, TopicPartition
 
+    if start >= stop:
+        return
     consumer = Consumer({**kafka_conf, "group.id": "unused-observation-reader", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    quality: list[list[float]] = []
-    cost: list[list[float]] = []
+    consumer.assign([TopicPartition(topic, 0, start)])
     deadline = time.monotonic() + timeout
     try:
-        while len(quality) < count:
+        last = start - 1
+        while last < stop - 1:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"read {len(quality)} of {count} observations from {topic} in {timeout}s")
+                raise TimeoutError(f"read {topic} to offset {last} of {start}..{stop - 1} in {timeout}s")
             message = consumer.poll(0.5)
             if message is None or message.error():
                 continue
-            try:
-                event = ObservationEvent.model_validate_json(message.value() or b"")
-            except ValidationError as exc:
-                log.error("observations topic holds an invalid message at offset %d, skipped: %s",
-                          message.offset(), exc)
-                continue
-            quality.append(event.quality)
-            cost.append(event.cost)
+            last = message.offset()
+            if last >= stop:
+                break
+            event = parse_observation(message.value(), last)
+            if event is not None:
+                yield last, event
     finally:
         consumer.close()
-    return Estimates(np.asarray(quality, dtype=np.float64), np.asarray(cost, dtype=np.float64))
+
+
+def parse_observation(value: bytes | None, offset: int) -> ObservationEvent | None:
+    """The observation at ``offset``, or None (logged) when it is not valid."""
+    try:
+        return ObservationEvent.model_validate_json(value or b"")
+    except ValidationError as exc:
+        log.error("observations topic holds an invalid message at offset %d, skipped: %s", offset, exc)
+        return None
 
 
 class Optimizer:
-    """Solves the dual once, when the observations topic holds ceil(eps * N) observations."""
+    """Learns the weights from every decision, on the single ``observations`` partition, with
+    ``router_core.controller.PortController``: the first solve once ceil(eps * N) decisions were
+    observed, then a re-solve every ``port.resolve_every`` decisions on the bounded sample with the
+    budgets left; each solution is a new ``RoutingWeights`` version on the compacted topic.
+
+    The budgets left are the configured budgets less the dollars the decisions reserved (their
+    estimated costs, as the observations report them). After a restart it resumes from the newest
+    weights: their gamma, the decisions and reservations they had seen, and the observations read
+    again from the topic (the sample's last ``port.resolve_window`` and every one after).
+    """
 
     def __init__(self, engine: RoutingEngine, budgets: np.ndarray, kafka_conf: dict[str, str],
                  observations_topic: str, weights_topic: str, watcher: WeightsWatcher) -> None:
         self.engine = engine
-        self.budgets = budgets
+        self.budgets = np.asarray(budgets, dtype=np.float64)
         self.kafka_conf = kafka_conf
         self.observations_topic = observations_topic
         self.weights_topic = weights_topic
         self.watcher = watcher
-        self.target = engine.observation_count()
+        self.controller = engine.controller(self.budgets)
+        self.target = self.controller.n_observe
+        self.reserved = np.zeros(len(self.budgets))
+        self.next_offset: int | None = None  # None until resumed from the topic
+        self.version = 0
         self.published: RoutingWeights | None = None
+        self.solve_seconds: list[tuple[int, float]] = []  # (decisions seen, seconds) of each solve
 
-    def on_observation(self, offset: int) -> RoutingWeights | None:
-        """Call for each observation (its offset); solves and publishes when the target is reached
-        and no weights exist yet. Returns the published weights, if any."""
-        if offset + 1 < self.target or self.published is not None:
+    def on_observation(self, offset: int, value: bytes | None) -> RoutingWeights | None:
+        """Call for each observation (its offset and value), in order; solves and publishes when due.
+        Returns the published weights, if any."""
+        if self.next_offset is None:
+            self.resume(offset)
+        assert self.next_offset is not None
+        if offset < self.next_offset:
+            return None  # accounted for before a restart
+        self.next_offset = offset + 1
+        event = parse_observation(value, offset)
+        if event is None:
             return None
+        self.account(event)
+        if not self.controller.due():
+            return None
+        return self.publish()
+
+    def account(self, event: ObservationEvent) -> None:
+        """Add one decision to the sample, the count and the reservations."""
+        self.controller.record(np.asarray(event.quality), np.asarray(event.cost))
+        if event.model is not None and event.model in self.engine.models:
+            self.reserved[self.engine.models.index(event.model)] += event.reserved
+
+    def resume(self, offset: int) -> None:
+        """Before the first observation at ``offset``: take up the newest weights' state and read the
+        observations since again (those before them only refill the sample)."""
         self.watcher.caught_up.wait()  # weights published before a restart count
-        if self.watcher.latest() is not None:
-            return None
-        observed = read_observations(self.kafka_conf, self.observations_topic, self.target)
+        latest = self.watcher.latest()
+        start = 0
+        if latest is not None and latest.next_offset > 0:
+            self.version = latest.version
+            self.controller.follow(np.asarray(latest.gamma))
+            self.controller.seen = latest.decisions_seen
+            self.reserved = np.asarray(latest.reserved or np.zeros(len(self.budgets)), dtype=np.float64)
+            start = latest.next_offset
+            window = self.engine.port.resolve_window
+            for _, event in read_observations(self.kafka_conf, self.observations_topic, max(start - window, 0), start):
+                self.controller.sample.add(np.asarray(event.quality), np.asarray(event.cost))
+        elif latest is not None:  # weights from elsewhere (an operator): follow them, learn on from here
+            self.version = latest.version
+            self.controller.follow(np.asarray(latest.gamma))
+            start = offset
+        for _, event in read_observations(self.kafka_conf, self.observations_topic, start, offset):
+            self.account(event)
+        self.next_offset = max(start, offset)
+        log.info("optimizer: resumed at observation %d (weights v%d, %d decisions seen, sample %d)", offset,
+                 self.version, self.controller.seen, len(self.controller.sample))
+
+    def publish(self) -> RoutingWeights:
+        """Solve on the sample with the budgets left, publish the next version and return it."""
+        assert self.next_offset is not None
         started = time.perf_counter()
-        solution = self.engine.solve_weights(observed, self.budgets)
+        solution = self.controller.solve(self.budgets - self.reserved)
+        seconds = time.perf_counter() - started
+        self.solve_seconds.append((self.controller.seen, seconds))
+        self.version += 1
         weights = RoutingWeights(
-            version=1, models=list(self.engine.models), gamma=[float(g) for g in solution.gamma],
+            version=self.version, models=list(self.engine.models), gamma=[float(g) for g in solution.gamma],
             alpha=self.engine.port.alpha, eps=self.engine.port.eps, solver=solution.solver,
             objective=float(solution.objective), cost_scale=float(self.engine.cost_scale),
-            sample_size=len(observed), created_at=time.time(),
+            sample_size=max(len(self.controller.sample), 1), created_at=time.time(),
+            decisions_seen=self.controller.seen, next_offset=self.next_offset,
+            reserved=[float(r) for r in self.reserved],
         )
-        log.info("optimizer: solved on %d observations in %.3fs (%s), gamma=%s", len(observed),
-                 time.perf_counter() - started, solution.solver, np.round(solution.gamma, 4).tolist())
+        log.info("optimizer: solved on %d of %d decisions in %.3fs (%s), gamma=%s", len(self.controller.sample),
+                 self.controller.seen, seconds, solution.solver, np.round(solution.gamma, 4).tolist())
         publish_weights(self.kafka_conf, self.weights_topic, weights)
         log.info("optimizer: published weights v%d to %s", weights.version, self.weights_topic)
         self.published = weights
