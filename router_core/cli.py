@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--budget-factors", type=_floats, default=(0.5, 1.0, 2.0))
     bench.add_argument("--splits", type=_names, default=("weighted", "uniform"),
                        help="weighted, cost, perf, uniform, extreme[:k], random")
+    bench.add_argument("--drift", action="store_true", help="the drift split: the test stream's task mix changes "
+                       "mid-stream (router_core.evaluation.drift)")
     bench.add_argument("--methods", type=_names, default=None, help="comma-separated policy names (default: all)")
     bench.add_argument("--eps", type=float, default=defaults.eps)
     bench.add_argument("--alpha", type=float, default=defaults.alpha)
@@ -111,7 +113,7 @@ def run_bench(args: argparse.Namespace) -> int:
             return 2
     settings = BenchSettings(n_test=args.n_test, seeds=args.seeds, budget_factors=args.budget_factors,
                              splits=args.splits, methods=methods, accounting=args.accounting,
-                             estimators=args.estimators)
+                             estimators=args.estimators, drift=args.drift)
     data, report = load_history(args.data or default_data_paths())
     console.print(f"data: {report.summary()}; {len(data.models)} models")
     embedder = Embedder(EmbeddingParams(model=args.embedding_model))
@@ -124,7 +126,7 @@ def run_bench(args: argparse.Namespace) -> int:
         for seed in settings.seeds:
             progress.update(task, description=f"seed {seed}: embedding and indexing")
             for prepared in prepare_seed(data, embedder, IndexParams(), settings.n_test, params.k, seed,
-                                         settings.estimators):
+                                         settings.estimators, settings.drift):
                 for row in run_seed(prepared, settings, params):
                     rows.append(row)
                     progress.update(task, advance=1, description=f"seed {seed}: {row['split']} x{row['budget_factor']} "

@@ -8,19 +8,20 @@ from pathlib import Path
 import numpy as np
 
 from router_core.engine import RoutingEngine
-from router_core.evaluation.experiment import split_rows
+from router_core.evaluation.experiment import test_split
 from router_core.history import History, load_history
 from streams.config import ConfigError, ServiceConfig
 
 log = logging.getLogger(__name__)
 
 
-def parse_split(spec: str) -> tuple[int, int]:
-    """Parse ``split:<seed>:<stream_size>`` into (seed, stream_size)."""
+def parse_split(spec: str) -> tuple[bool, int, int]:
+    """Parse ``split:<seed>:<stream_size>`` or ``drift:<seed>:<stream_size>`` into (drift, seed, stream_size)."""
     parts = spec.split(":")
-    if len(parts) != 3 or parts[0] != "split" or not parts[1].isdigit() or not parts[2].isdigit():
-        raise ConfigError(f"history_rows: expected 'split:<seed>:<stream_size>', got {spec!r}")
-    return int(parts[1]), int(parts[2])
+    if len(parts) != 3 or parts[0] not in ("split", "drift") or not parts[1].isdigit() or not parts[2].isdigit():
+        raise ConfigError(f"history_rows: expected 'split:<seed>:<stream_size>' or 'drift:<seed>:<stream_size>', "
+                          f"got {spec!r}")
+    return parts[0] == "drift", int(parts[1]), int(parts[2])
 
 
 def load_split(config: ServiceConfig) -> tuple[History, History | None]:
@@ -33,9 +34,9 @@ def load_split(config: ServiceConfig) -> tuple[History, History | None]:
                           f"{sorted(set(full.models) - set(configured))}")
     if config.history_rows is None:
         return full, None
-    seed, size = parse_split(config.history_rows)
+    drift, seed, size = parse_split(config.history_rows)
     try:
-        stream_rows, history_rows = split_rows(len(full), size, seed)  # the offline benchmark's split
+        stream_rows, history_rows = test_split(full, size, seed, drift)  # the offline benchmark's split
     except ValueError as exc:
         raise ConfigError(f"history_rows: {exc}") from None
     return full.subset(history_rows), full.subset(stream_rows)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from pydantic import ValidationError
@@ -136,11 +136,17 @@ def align_weights(weights: RoutingWeights, models: Sequence[str]) -> RoutingWeig
     return weights.model_copy(update={"models": list(models), "gamma": [gamma[m] for m in models]})
 
 
-def publish_weights(kafka_conf: dict[str, str], topic: str, weights: RoutingWeights) -> None:
-    """Write ``weights`` under the weights key and wait for the broker's acknowledgement (RuntimeError if none)."""
+def weights_producer(kafka_conf: dict[str, str]) -> Any:
+    """A producer for the weights topic: every acknowledgement from all replicas, idempotent."""
     from confluent_kafka import Producer
 
-    producer = Producer({**kafka_conf, "acks": "all", "enable.idempotence": True})
+    return Producer({**kafka_conf, "acks": "all", "enable.idempotence": True, "linger.ms": 0})
+
+
+def publish_weights(kafka_conf: dict[str, str], topic: str, weights: RoutingWeights, producer: Any = None) -> None:
+    """Write ``weights`` under the weights key and wait for the broker's acknowledgement (RuntimeError if none);
+    through ``producer`` when given, else a new one."""
+    producer = producer or weights_producer(kafka_conf)
     producer.produce(topic, key=WEIGHTS_KEY, value=weights.model_dump_json().encode())
     if producer.flush(30) != 0:
         raise RuntimeError(f"could not publish weights to {topic}")
@@ -208,25 +214,20 @@ class Optimizer:
         self.reserved = np.zeros(len(self.budgets))
         self.next_offset: int | None = None  # None until resumed from the topic
         self.version = 0
-        self.published: RoutingWeights | None = None
-        self.solve_seconds: list[tuple[int, float]] = []  # (decisions seen, seconds) of each solve
+        self.producer: Any = None  # created with the first solve
 
-    def on_observation(self, offset: int, value: bytes | None) -> RoutingWeights | None:
-        """Call for each observation (its offset and value), in order; solves and publishes when due.
-        Returns the published weights, if any."""
-        if self.next_offset is None:
-            self.resume(offset)
-        assert self.next_offset is not None
+    def on_observation(self, offset: int, value: bytes | None) -> bool:
+        """Account for one observation (its offset and value), in order; True when a solve is due
+        (then call ``publish``). Cheap: the caller may run it on its event loop, but ``resume`` first."""
+        assert self.next_offset is not None, "resume() before the first observation"
         if offset < self.next_offset:
-            return None  # accounted for before a restart
+            return False  # accounted for before a restart
         self.next_offset = offset + 1
         event = parse_observation(value, offset)
         if event is None:
-            return None
+            return False
         self.account(event)
-        if not self.controller.due():
-            return None
-        return self.publish()
+        return self.controller.due()
 
     def account(self, event: ObservationEvent) -> None:
         """Add one decision to the sample, the count and the reservations."""
@@ -234,9 +235,14 @@ class Optimizer:
         if event.model is not None and event.model in self.engine.models:
             self.reserved[self.engine.models.index(event.model)] += event.reserved
 
+    @property
+    def resumed(self) -> bool:
+        """Whether ``resume`` ran."""
+        return self.next_offset is not None
+
     def resume(self, offset: int) -> None:
         """Before the first observation at ``offset``: take up the newest weights' state and read the
-        observations since again (those before them only refill the sample)."""
+        observations since again (those before them only refill the sample). Blocks (reads the topic)."""
         self.watcher.caught_up.wait()  # weights published before a restart count
         latest = self.watcher.latest()
         start = 0
@@ -265,7 +271,6 @@ class Optimizer:
         started = time.perf_counter()
         solution = self.controller.solve(self.budgets - self.reserved)
         seconds = time.perf_counter() - started
-        self.solve_seconds.append((self.controller.seen, seconds))
         self.version += 1
         weights = RoutingWeights(
             version=self.version, models=list(self.engine.models), gamma=[float(g) for g in solution.gamma],
@@ -277,7 +282,8 @@ class Optimizer:
         )
         log.info("optimizer: solved on %d of %d decisions in %.3fs (%s), gamma=%s", len(self.controller.sample),
                  self.controller.seen, seconds, solution.solver, np.round(solution.gamma, 4).tolist())
-        publish_weights(self.kafka_conf, self.weights_topic, weights)
+        if self.producer is None:
+            self.producer = weights_producer(self.kafka_conf)
+        publish_weights(self.kafka_conf, self.weights_topic, weights, self.producer)
         log.info("optimizer: published weights v%d to %s", weights.version, self.weights_topic)
-        self.published = weights
         return weights
