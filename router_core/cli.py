@@ -74,6 +74,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     overhead.add_argument("--embed-sample", type=int, default=256, help="queries embedded to time the model")
     overhead.set_defaults(handler=run_overhead)
 
+    resolve = subparsers.add_parser("bench-resolve", help="PORT's re-solve time at 1,000 to 100,000 decisions seen")
+    _add_common(resolve)
+    resolve.add_argument("--checkpoints", type=_ints, default=(1000, 10_000, 100_000))
+    resolve.add_argument("--all-up-to", type=int, default=10_000,
+                         help="also time the unbounded sample 'all' at the checkpoints up to this many decisions")
+    resolve.add_argument("--repeats", type=int, default=5)
+    resolve.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                         help="override a PORT parameter, e.g. --set resolve_window=2000")
+    resolve.set_defaults(handler=run_resolve_time, eps=defaults.eps, alpha=defaults.alpha, k=defaults.k)
+
     index = subparsers.add_parser("index", help="the HNSW index over the history")
     index_commands = index.add_subparsers(dest="index_command", required=True)
     build = index_commands.add_parser("build", help="embed the history and build and save its index")
@@ -185,6 +195,31 @@ def run_overhead(args: argparse.Namespace) -> int:
                   f"{result.resolve_ms:.1f} ms")
     console.print(f"  embedding ({embedder.params.model}, batch {embedder.params.batch_size}): "
                   f"{embed_qps:.1f} queries/s over {len(sample)} queries")
+    return 0
+
+
+def run_resolve_time(args: argparse.Namespace) -> int:
+    """``port-router bench-resolve``: re-solve time against decisions seen, on the seed-42 test stream's estimates."""
+    from router_core.embedding import Embedder
+    from router_core.evaluation.experiment import prepare_seed
+    from router_core.evaluation.resolve_time import resolve_times
+    from router_core.history import load_history
+
+    console = Console(width=160)
+    params = _port_params(args)
+    data, _ = load_history(args.data or default_data_paths())
+    prepared = next(prepare_seed(data, Embedder(EmbeddingParams(model=args.embedding_model)), IndexParams(), 1000,
+                                 params.k, 42, (params.estimator,)))
+    budgets = prepared.budgets("weighted", 1.0) * max(args.checkpoints) / 1000  # the same budget per query
+    rows = resolve_times(prepared.estimates, budgets, params, prepared.cost_scale, args.checkpoints, args.repeats)
+    unbounded = tuple(c for c in args.checkpoints if c <= args.all_up_to)
+    if unbounded and params.resolve_sample != "all":
+        rows += resolve_times(prepared.estimates, budgets, params.model_copy(update={"resolve_sample": "all"}),
+                              prepared.cost_scale, unbounded, args.repeats)
+    first = {r.sample: r.median_ms for r in rows if r.seen == min(args.checkpoints)}
+    for r in rows:
+        console.print(f"{r.sample:9s} {r.seen:7d} decisions seen, sample {r.sample_size:6d}: {r.median_ms:9.1f} ms "
+                      f"median of {args.repeats}  ({r.median_ms / first[r.sample]:5.2f} x at {min(args.checkpoints)})")
     return 0
 
 

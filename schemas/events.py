@@ -52,8 +52,8 @@ class QueryEvent(Event):
 
 
 class ObservationEvent(Event):
-    """Estimates of one decided query (topic ``observations``) and the dollars it reserved; the optimizer
-    learns the weights from them and tracks the budgets left."""
+    """Estimates of one decided query (topic ``observations``) and its partition's spend after it; the
+    optimizer learns the weights from them and tracks the budgets left."""
 
     query_id: QueryId
     partition: int = Field(ge=0)
@@ -61,8 +61,9 @@ class ObservationEvent(Event):
     cost: Vector
     observed_at: Timestamp
     phase: Literal["observation", "learned"] = "observation"
-    model: ModelName | None = Field(None, description="the model the query was routed to (None: not served)")
-    reserved: Dollars = Field(0.0, description="the estimated cost reserved for it")
+    partition_spent: list[Dollars] | None = Field(None, max_length=MAX_MODELS, description="dollars the partition "
+                                                  "has spent per model (reserved + settled, in the configured model "
+                                                  "order) after this decision")
 
 
 class RoutingWeights(Event):
@@ -80,8 +81,8 @@ class RoutingWeights(Event):
     created_at: Timestamp
     decisions_seen: int = Field(0, ge=0, description="decisions of the budget period the solve had seen")
     next_offset: int = Field(0, ge=0, description="the observations offset after the last decision seen")
-    reserved: list[Dollars] | None = Field(None, max_length=MAX_MODELS, description="dollars reserved per model "
-                                           "(in ``models`` order) by the decisions seen")
+    partition_spent: list[list[Dollars]] | None = Field(None, max_length=1024, description="per input partition, "
+                                                        "the newest spend per model the solve had seen")
 
     @model_validator(mode="after")
     def _one_gamma_per_model(self) -> "RoutingWeights":

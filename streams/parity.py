@@ -178,6 +178,7 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
                                             if c > b * (1 + 1e-9)},
                     "weights_versions": run.versions_used, "weights_published": published,
                     "stream_served": int(run.result.throughput), "offline_served": int(offline.throughput),
+                    "stream_routed": sum(tally.routed.values()), "stream_unserved": dict(tally.unserved_reasons),
                     "stream_seconds": round(time.monotonic() - started, 1), "rate": args.rate,
                 }
 

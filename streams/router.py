@@ -287,7 +287,7 @@ class Router:
                     "topic": message.topic, "value": message.value.decode(), "model": model,
                     "reserved": cost, "actual": None,
                 }
-                observed.append(self.observation(query, partition, est, j, phase, model, cost))
+                observed.append(self.observation(query, partition, est, j, phase, self.share - remaining))
                 emitted.append(message)
         return emitted, observed
 
@@ -314,11 +314,11 @@ class Router:
         return np.asarray(weights.gamma, dtype=np.float64)
 
     def observation(self, query: QueryEvent, partition: int, est: Estimates, j: int, phase: str,
-                    model: str | None, reserved: float) -> Outgoing:
-        """The observation event of a decided query: its estimates and what it reserved."""
+                    spent: np.ndarray) -> Outgoing:
+        """The observation event of a decided query: its estimates and the partition's spend after it."""
         event = ObservationEvent(query_id=query.id, partition=partition, quality=est.quality[j].tolist(),
-                                 cost=est.cost[j].tolist(), observed_at=time.time(), phase=phase, model=model,
-                                 reserved=reserved)
+                                 cost=est.cost[j].tolist(), observed_at=time.time(), phase=phase,
+                                 partition_spent=np.maximum(spent, 0.0).tolist())
         return Outgoing(self.topics.observations, query.id, event.model_dump_json().encode())
 
     def outcome(self, query: QueryEvent, partition: int, est: Estimates, j: int, choice: int, score: float,

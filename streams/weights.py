@@ -195,8 +195,8 @@ class Optimizer:
     observed, then a re-solve every ``port.resolve_every`` decisions on the bounded sample with the
     budgets left; each solution is a new ``RoutingWeights`` version on the compacted topic.
 
-    The budgets left are the configured budgets less the dollars the decisions reserved (their
-    estimated costs, as the observations report them). After a restart it resumes from the newest
+    The budgets left are the configured budgets less what every input partition has spent
+    (reserved and settled), as its newest observation reports it. After a restart it resumes from the newest
     weights: their gamma, the decisions and reservations they had seen, and the observations read
     again from the topic (the sample's last ``port.resolve_window`` and every one after).
     """
@@ -211,7 +211,7 @@ class Optimizer:
         self.watcher = watcher
         self.controller = engine.controller(self.budgets)
         self.target = self.controller.n_observe
-        self.reserved = np.zeros(len(self.budgets))
+        self.spent: dict[int, np.ndarray] = {}  # input partition -> its newest spend per model
         self.next_offset: int | None = None  # None until resumed from the topic
         self.version = 0
         self.producer: Any = None  # created with the first solve
@@ -230,10 +230,14 @@ class Optimizer:
         return self.controller.due()
 
     def account(self, event: ObservationEvent) -> None:
-        """Add one decision to the sample, the count and the reservations."""
+        """Add one decision to the sample and the count; take its partition's spend."""
         self.controller.record(np.asarray(event.quality), np.asarray(event.cost))
-        if event.model is not None and event.model in self.engine.models:
-            self.reserved[self.engine.models.index(event.model)] += event.reserved
+        if event.partition_spent is not None and len(event.partition_spent) == len(self.budgets):
+            self.spent[event.partition] = np.asarray(event.partition_spent, dtype=np.float64)
+
+    def remaining(self) -> np.ndarray:
+        """The budgets left: the configured budgets less every partition's spend."""
+        return self.budgets - sum(self.spent.values(), np.zeros(len(self.budgets)))
 
     @property
     def resumed(self) -> bool:
@@ -250,7 +254,7 @@ class Optimizer:
             self.version = latest.version
             self.controller.follow(np.asarray(latest.gamma))
             self.controller.seen = latest.decisions_seen
-            self.reserved = np.asarray(latest.reserved or np.zeros(len(self.budgets)), dtype=np.float64)
+            self.spent = {p: np.asarray(s, dtype=np.float64) for p, s in enumerate(latest.partition_spent or [])}
             start = latest.next_offset
             window = self.engine.port.resolve_window
             for _, event in read_observations(self.kafka_conf, self.observations_topic, max(start - window, 0), start):
@@ -269,7 +273,7 @@ class Optimizer:
         """Solve on the sample with the budgets left, publish the next version and return it."""
         assert self.next_offset is not None
         started = time.perf_counter()
-        solution = self.controller.solve(self.budgets - self.reserved)
+        solution = self.controller.solve(self.remaining())
         seconds = time.perf_counter() - started
         self.version += 1
         weights = RoutingWeights(
@@ -278,7 +282,8 @@ class Optimizer:
             objective=float(solution.objective), cost_scale=float(self.engine.cost_scale),
             sample_size=max(len(self.controller.sample), 1), created_at=time.time(),
             decisions_seen=self.controller.seen, next_offset=self.next_offset,
-            reserved=[float(r) for r in self.reserved],
+            partition_spent=[self.spent.get(p, np.zeros(len(self.budgets))).tolist()
+                             for p in range(max(self.spent, default=-1) + 1)],
         )
         log.info("optimizer: solved on %d of %d decisions in %.3fs (%s), gamma=%s", len(self.controller.sample),
                  self.controller.seen, seconds, solution.solver, np.round(solution.gamma, 4).tolist())
