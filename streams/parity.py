@@ -174,6 +174,7 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
                     "over_budget_models": [m for m, s, b in zip(models, run.result.spent, budgets)
                                            if s > b * (1 + 1e-9)],
                     "service_charged": float(run.charged.sum()),
+                    "service_performance": float(sum(tally.quality.values())),  # every completed answer, as served
                     "service_over_budget": {m: round(float(c - b), 6) for m, c, b in zip(models, run.charged, budgets)
                                             if c > b * (1 + 1e-9)},
                     "weights_versions": run.versions_used, "weights_published": published,
