@@ -77,3 +77,12 @@ def test_a_new_period_restarts_the_schedule_but_not_the_observation_phase() -> N
     assert controller.seen == 0 and len(controller.sample) == 0 and controller.prior is None
     assert np.array_equal(controller.gamma, gamma), "the weights stay until the next re-solve"
     assert run(controller, estimates(25, seed=2)) == [10, 20]
+
+
+def test_resolve_time_benchmark_solves_on_a_bounded_sample() -> None:
+    from router_core.evaluation.resolve_time import resolve_times
+
+    params = PortParams(resolve_window=50, observation="random")
+    rows = resolve_times(estimates(40), np.full(3, 5.0), params, 0.005, (100, 1000), repeats=1)
+    assert [(r.seen, r.sample_size) for r in rows] == [(100, 50), (1000, 50)]
+    assert all(r.median_ms > 0 for r in rows)
