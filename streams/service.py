@@ -250,7 +250,7 @@ class RouterService:
         """One observation (a decision's estimates) arrived at ``offset``: learn the weights when due."""
         metrics.record_observations(offset + 1, self.optimizer.target)
         loop = asyncio.get_running_loop()
-        if not self.optimizer.resumed:
+        if self.optimizer.needs_resume(offset):
             await loop.run_in_executor(None, self.optimizer.resume, offset)
         if self.optimizer.on_observation(offset, value):
             await loop.run_in_executor(None, self.optimizer.publish)

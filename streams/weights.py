@@ -196,9 +196,11 @@ class Optimizer:
     budgets left; each solution is a new ``RoutingWeights`` version on the compacted topic.
 
     The budgets left are the configured budgets less what every input partition has spent
-    (reserved and settled), as its newest observation reports it. After a restart it resumes from the newest
-    weights: their gamma, the decisions and reservations they had seen, and the observations read
-    again from the topic (the sample's last ``port.resolve_window`` and every one after).
+    (reserved and settled), as its newest observation reports it. After a restart, or when the
+    partition comes back after a rebalance, it resumes from the newest weights: their gamma, the
+    decisions and spend they had seen, and the observations read again from the topic (the
+    sample's last ``port.resolve_window`` and every one after). A version is always above the
+    newest one followed.
     """
 
     def __init__(self, engine: RoutingEngine, budgets: np.ndarray, kafka_conf: dict[str, str],
@@ -239,16 +241,18 @@ class Optimizer:
         """The budgets left: the configured budgets less every partition's spend."""
         return self.budgets - sum(self.spent.values(), np.zeros(len(self.budgets)))
 
-    @property
-    def resumed(self) -> bool:
-        """Whether ``resume`` ran."""
-        return self.next_offset is not None
+    def needs_resume(self, offset: int) -> bool:
+        """Whether ``resume`` must run before the observation at ``offset``: at the start, and after a gap
+        (observations another router's optimizer accounted for while it held the partition)."""
+        return self.next_offset is None or offset > self.next_offset
 
     def resume(self, offset: int) -> None:
         """Before the first observation at ``offset``: take up the newest weights' state and read the
         observations since again (those before them only refill the sample). Blocks (reads the topic)."""
         self.watcher.caught_up.wait()  # weights published before a restart count
         latest = self.watcher.latest()
+        self.controller.sample.clear()
+        self.spent = {}
         start = 0
         if latest is not None and latest.next_offset > 0:
             self.version = latest.version
@@ -275,7 +279,8 @@ class Optimizer:
         started = time.perf_counter()
         solution = self.controller.solve(self.remaining())
         seconds = time.perf_counter() - started
-        self.version += 1
+        latest = self.watcher.latest()
+        self.version = max(self.version, 0 if latest is None else latest.version) + 1
         weights = RoutingWeights(
             version=self.version, models=list(self.engine.models), gamma=[float(g) for g in solution.gamma],
             alpha=self.engine.port.alpha, eps=self.engine.port.eps, solver=solution.solver,

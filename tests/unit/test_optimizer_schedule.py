@@ -59,3 +59,10 @@ def test_an_observation_seen_before_or_invalid_is_not_accounted() -> None:
     opt.on_observation(1, b"not json")
     opt.on_observation(2, event(2, spent=0.2))
     assert opt.controller.seen == 2 and np.allclose(opt.remaining(), [0.8, 0.6])
+
+
+def test_a_gap_in_the_observations_calls_for_a_resume() -> None:
+    opt = optimizer()
+    opt.on_observation(0, event(0))
+    assert not opt.needs_resume(1) and not opt.needs_resume(0)
+    assert opt.needs_resume(7), "offsets 1..6 were accounted for by another router's optimizer"
