@@ -13,7 +13,6 @@ from typing import Sequence
 import numpy as np
 
 from router_core.controller import PortController
-from router_core.dual import DualSolution
 from router_core.embedding import Embedder
 from router_core.estimator import Estimates, Estimator, QueryFeatures, ReferenceTable
 from router_core.estimators import create_estimator, estimator_class
