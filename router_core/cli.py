@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--budget-factors", type=floats, default=(0.5, 1.0, 2.0))
     bench.add_argument("--splits", type=names, default=("weighted", "uniform"),
                        help="weighted, cost, perf, uniform, extreme[:k], random")
+    bench.add_argument("--drift", action="store_true", help="the drift split: the test stream's task mix changes "
+                       "mid-stream (router_core.evaluation.drift)")
     bench.add_argument("--methods", type=names, default=None, help="comma-separated policy names (default: all)")
     bench.add_argument("--eps", type=float, default=defaults.eps)
     bench.add_argument("--alpha", type=float, default=defaults.alpha)
@@ -69,6 +71,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     overhead.set_defaults(handler=run_overhead)
 
     embedders_cli.register(subparsers)
+    resolve = subparsers.add_parser("bench-resolve", help="PORT's re-solve time at 1,000 to 100,000 decisions seen")
+    _add_common(resolve)
+    resolve.add_argument("--checkpoints", type=ints, default=(1000, 10_000, 100_000))
+    resolve.add_argument("--all-up-to", type=int, default=10_000,
+                         help="also time the unbounded sample 'all' at the checkpoints up to this many decisions")
+    resolve.add_argument("--repeats", type=int, default=5)
+    resolve.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                         help="override a PORT parameter, e.g. --set resolve_window=2000")
+    resolve.set_defaults(handler=run_resolve_time, eps=defaults.eps, alpha=defaults.alpha, k=defaults.k)
 
     index = subparsers.add_parser("index", help="the HNSW index over the history")
     index_commands = index.add_subparsers(dest="index_command", required=True)
@@ -109,7 +120,7 @@ def run_bench(args: argparse.Namespace) -> int:
             return 2
     settings = BenchSettings(n_test=args.n_test, seeds=args.seeds, budget_factors=args.budget_factors,
                              splits=args.splits, methods=methods, accounting=args.accounting,
-                             estimators=args.estimators)
+                             estimators=args.estimators, drift=args.drift)
     data, report = load_history(args.data or default_data_paths())
     console.print(f"data: {report.summary()}; {len(data.models)} models")
     backends = args.embedding_backends or (args.embedding_backend,)
@@ -124,7 +135,7 @@ def run_bench(args: argparse.Namespace) -> int:
             for seed in settings.seeds:
                 progress.update(task, description=f"{backend}, seed {seed}: embedding and indexing")
                 for prepared in prepare_seed(data, embedder, IndexParams(), settings.n_test, params.k, seed,
-                                             settings.estimators):
+                                             settings.estimators, settings.drift):
                     for row in run_seed(prepared, settings, params):
                         rows.append({**row, "embedder": backend})
                         progress.update(task, advance=1, description=f"{backend}, seed {seed}: {row['split']} "
@@ -183,6 +194,31 @@ def run_overhead(args: argparse.Namespace) -> int:
                   f"{result.resolve_ms:.1f} ms")
     console.print(f"  embedding ({embedder.identity}, batch {embedder.params.batch_size}): "
                   f"{embed_qps:.1f} queries/s over {len(sample)} queries")
+    return 0
+
+
+def run_resolve_time(args: argparse.Namespace) -> int:
+    """``port-router bench-resolve``: re-solve time against decisions seen, on the seed-42 test stream's estimates."""
+    from router_core.embedders import create_embedder
+    from router_core.evaluation.experiment import prepare_seed
+    from router_core.evaluation.resolve_time import resolve_times
+    from router_core.history import load_history
+
+    console = Console(width=160)
+    params = _port_params(args)
+    data, _ = load_history(args.data or default_data_paths())
+    prepared = next(prepare_seed(data, create_embedder(embedding_params(args, args.embedding_backend)), IndexParams(), 1000,
+                                 params.k, 42, (params.estimator,)))
+    budgets = prepared.budgets("weighted", 1.0) * max(args.checkpoints) / 1000  # the same budget per query
+    rows = resolve_times(prepared.estimates, budgets, params, prepared.cost_scale, args.checkpoints, args.repeats)
+    unbounded = tuple(c for c in args.checkpoints if c <= args.all_up_to)
+    if unbounded and params.resolve_sample != "all":
+        rows += resolve_times(prepared.estimates, budgets, params.model_copy(update={"resolve_sample": "all"}),
+                              prepared.cost_scale, unbounded, args.repeats)
+    first = {r.sample: r.median_ms for r in rows if r.seen == min(args.checkpoints)}
+    for r in rows:
+        console.print(f"{r.sample:9s} {r.seen:7d} decisions seen, sample {r.sample_size:6d}: {r.median_ms:9.1f} ms "
+                      f"median of {args.repeats}  ({r.median_ms / first[r.sample]:5.2f} x at {min(args.checkpoints)})")
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from router_core.dual import DualSolution
+from router_core.controller import PortController
 from router_core.embedding import Embedder
 from router_core.estimator import Estimates, Estimator, QueryFeatures, ReferenceTable
 from router_core.estimators import create_estimator, estimator_class
@@ -89,6 +89,8 @@ class RoutingEngine:
         self.estimator = create_estimator(index.manifest.estimator, ReferenceTable.from_history(history),
                                           index.manifest.estimator_settings)
         self.decider = PortDecider(port, cost_scale=float(history.cost.mean()))
+        self.history_cost_scale = float(history.cost.mean())
+        self._history_estimates: Estimates | None = None  # leave-one-out, computed when first needed
         self.port = port
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -101,23 +103,14 @@ class RoutingEngine:
         embedding came) and task labels, when given, inform estimators that use them."""
         return self.estimator.estimate(self.index, embeddings, QueryFeatures.of(texts, tasks))
 
-    def observation_count(self) -> int:
-        """How many observations the optimizer waits for: ceil(eps * N)."""
-        return self.decider.observation_count()
-
-    def observation_choices(self, est: Estimates, remaining: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Observation-phase choices (``-1`` = skip), uniform over {skip, models} as the paper."""
-        del remaining  # the paper's phase ignores budgets; the caller still checks them
-        return self.decider.random_choices(len(est), len(self.models), rng)
-
-    def solve_weights(self, observed: Estimates, budgets: np.ndarray) -> DualSolution:
-        """Learn gamma from the observation phase's estimates and the total budgets (dollars)."""
-        return self.decider.solve(observed, budgets)
-
-    def learned_choices(self, est: Estimates, gamma: np.ndarray,
-                        remaining: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The learned rule for a batch: choices (``-1`` = declined) and their scores."""
-        return self.decider.learned_choices(est, gamma, remaining)
+    def controller(self, budgets: np.ndarray, seed: int = 0) -> PortController:
+        """PORT's control loop for these models (``router_core.controller``), over ``port.n_expected``
+        decisions with ``budgets`` (dollars); the history's leave-one-out estimates feed the
+        'history-prior' observation phase."""
+        if self.port.observation == "history-prior" and self._history_estimates is None:
+            self._history_estimates = self.estimator.estimate_history(self.index)
+        return PortController(self.port, self.history_cost_scale, budgets, self.port.n_expected,
+                              self._history_estimates, seed)
 
     @property
     def cost_scale(self) -> float:

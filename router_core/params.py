@@ -74,6 +74,10 @@ class PortParams(_Params):
     budget_aware: bool = Field(True, description="pick the best model whose remaining budget covers the estimate")
     normalize_costs: bool = Field(True, description="divide costs by the history's mean cost (alpha becomes unitless)")
     resolve_every: int = Field(20, ge=0, description="re-solve the dual every this many queries on what was seen (0: never)")
+    resolve_sample: Literal["window", "reservoir", "all"] = Field(
+        "window", description="what a re-solve learns from: 'window' the last resolve_window decisions, 'reservoir' "
+        "a uniform sample of resolve_window decisions seen, 'all' every decision seen (unbounded: offline only)")
+    resolve_window: int = Field(1000, ge=1, le=1_000_000, description="size of the re-solve's sample")
     observation: Literal["random", "history-prior"] = Field(
         "history-prior", description="'random' as the paper; 'history-prior' routes the phase with a dual solved on the history"
     )

@@ -52,13 +52,18 @@ class QueryEvent(Event):
 
 
 class ObservationEvent(Event):
-    """Estimates of one observation-phase query (topic ``observations``); the optimizer learns from them."""
+    """Estimates of one decided query (topic ``observations``) and its partition's spend after it; the
+    optimizer learns the weights from them and tracks the budgets left."""
 
     query_id: QueryId
     partition: int = Field(ge=0)
     quality: Vector
     cost: Vector
     observed_at: Timestamp
+    phase: Literal["observation", "learned"] = "observation"
+    partition_spent: list[Dollars] | None = Field(None, max_length=MAX_MODELS, description="dollars the partition "
+                                                  "has spent per model (reserved + settled, in the configured model "
+                                                  "order) after this decision")
 
 
 class RoutingWeights(Event):
@@ -74,6 +79,10 @@ class RoutingWeights(Event):
     cost_scale: float = Field(gt=0)
     sample_size: int = Field(ge=1)
     created_at: Timestamp
+    decisions_seen: int = Field(0, ge=0, description="decisions of the budget period the solve had seen")
+    next_offset: int = Field(0, ge=0, description="the observations offset after the last decision seen")
+    partition_spent: list[list[Dollars]] | None = Field(None, max_length=1024, description="per input partition, "
+                                                        "the newest spend per model the solve had seen")
 
     @model_validator(mode="after")
     def _one_gamma_per_model(self) -> "RoutingWeights":

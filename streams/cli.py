@@ -141,6 +141,13 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def cmd_bench_parity(args: argparse.Namespace) -> int:
+    """The offline benchmark's test stream through the service, side by side with offline port."""
+    from streams.tools.parity import run_parity
+
+    return run_parity(args)
+
+
 def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"service configuration (default {DEFAULT_CONFIG})")
     return parser
@@ -215,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="processes per scaling cell, e.g. 1,2 (cells with more processes than partitions "
                             "are skipped)")
     bench.set_defaults(handler=cmd_bench_stream)
+
+    parity = _with_config(sub.add_parser("bench-parity", help="the offline test stream through the service, "
+                                                               "side by side with offline port"))
+    from streams.tools.parity import add_arguments as add_parity_arguments
+
+    add_parity_arguments(parity)
+    parity.set_defaults(handler=cmd_bench_parity)
 
     chaos = _with_config(sub.add_parser("chaos", help="soak under router kills, a broker restart and a paused worker"))
     chaos_module.add_arguments(chaos)

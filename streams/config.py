@@ -171,7 +171,8 @@ class ServiceConfig(_Section):
     history: list[str] = Field(min_length=1, description="RouterBench-schema files or directories")
     history_rows: str | None = Field(
         None, description="which rows of the history the index uses: 'split:<seed>:<stream_size>' keeps all but "
-        "a random test stream of that size (the rest is what 'produce' streams), None keeps all")
+        "the offline benchmark's random test stream of that size (the rest is what 'produce' streams), "
+        "'drift:<seed>:<stream_size>' the benchmark's drift split, None keeps all")
     index_dir: str | None = ".cache/index"
     router: RouterSettings = RouterSettings()
 

@@ -21,6 +21,7 @@ from router_core.assembly import assemble
 from router_core.embedding import Embedder
 from router_core.estimator import Estimates, QueryFeatures
 from router_core.estimators.metrics import brier, log_loss, mape
+from router_core.evaluation.drift import drift_rows
 from router_core.evaluation.replay import Accounting, replay
 from router_core.evaluation.splits import split_budget
 from router_core.history import History
@@ -44,6 +45,7 @@ class BenchSettings:
                                 "knn-cost", "batchsplit", "opt-estimated", "opt")
     accounting: Accounting = "oracle"
     estimators: tuple[str, ...] = (PortParams().estimator,)
+    drift: bool = False  # the drift split instead of the random one
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,13 @@ class PreparedSeed:
         return Stream(self.estimates, self.exact_estimates, self.history_estimates, self.true_quality,
                       self.true_cost, budgets, self.cost_scale)
 
+    def budgets(self, split: str, factor: float) -> np.ndarray:
+        """Per-model budgets of a setting: ``factor`` x the cheapest model's total true cost over the
+        test stream, split across models as ``split`` says."""
+        cheapest_total = float(self.true_cost.sum(axis=0).min())
+        return split_budget(split, factor * cheapest_total, self.mean_quality, self.mean_cost,
+                            np.random.default_rng(self.seed))
+
 
 def split_rows(n: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Test rows (in arrival order) and history rows for ``seed``."""
@@ -75,10 +84,18 @@ def split_rows(n: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return test, history
 
 
+def test_split(data: History, n_test: int, seed: int, drift: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Test rows (in arrival order) and history rows: the random split, or the drift split
+    (``router_core.evaluation.drift``) whose task mix changes mid-stream."""
+    if drift:
+        return drift_rows(data.tasks, n_test, seed)
+    return split_rows(len(data), n_test, seed)
+
+
 def prepare_seed(data: History, embedder: Embedder, index_params: IndexParams, n_test: int, k: int, seed: int,
-                 estimators: tuple[str, ...]) -> Iterator[PreparedSeed]:
+                 estimators: tuple[str, ...], drift: bool = False) -> Iterator[PreparedSeed]:
     """Split, embed and index the history once, then per estimator tune it and estimate the test stream."""
-    test_rows, history_rows = split_rows(len(data), n_test, seed)
+    test_rows, history_rows = test_split(data, n_test, seed, drift)
     assembly = assemble(data, (history_rows, test_rows), embedder, index_params)
     history, test, index = assembly.history, assembly.held_out, assembly.index
     assert test is not None  # split above
@@ -111,13 +128,11 @@ def estimate_scores(prepared: PreparedSeed) -> dict[str, float]:
 
 def run_seed(prepared: PreparedSeed, settings: BenchSettings, params: PortParams) -> Iterator[dict]:
     """Replay every (split, factor, method) of the grid on one prepared seed; yield result rows."""
-    cheapest_total = float(prepared.true_cost.sum(axis=0).min())
     policy_params = params.model_copy(update={"n_expected": settings.n_test})
     scores = estimate_scores(prepared)
     for split in settings.splits:
         for factor in settings.budget_factors:
-            budgets = split_budget(split, factor * cheapest_total, prepared.mean_quality, prepared.mean_cost,
-                                   np.random.default_rng(prepared.seed))
+            budgets = prepared.budgets(split, factor)
             stream = prepared.stream(budgets)
             for method in settings.methods:
                 policy = create_policy(method, policy_params)

@@ -1,12 +1,15 @@
-"""PORT as a policy: the paper-faithful variant and the product's improved default."""
+"""PORT as a policy: the paper-faithful variant and the product's improved default.
+
+Both run ``router_core.controller.PortController``, the control loop the stream service runs.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from router_core.controller import PortController
 from router_core.params import PortParams
 from router_core.policies.base import Policy, Stream, register
-from router_core.port import PortDecider
 
 PAPER_SETTINGS = dict(dual_solver="lbfgsb", skip_option=False, budget_aware=False, normalize_costs=False,
                       resolve_every=0, observation="random")
@@ -20,31 +23,16 @@ class PortPolicy(Policy):
 
     def start(self, stream: Stream, rng: np.random.Generator) -> None:
         super().start(stream, rng)
-        self.decider = PortDecider(self.params, stream.cost_scale)
-        self.n_observe = self.decider.observation_count(stream.size)
-        self.gamma: np.ndarray | None = None
-        self.prior: np.ndarray | None = None
-        if self.params.observation == "history-prior":
-            history = stream.history_estimates
-            self.prior = self.decider.solve(history, stream.budgets, eps=len(history) / stream.size).gamma
+        self.controller = PortController(self.params, stream.cost_scale, stream.budgets, stream.size,
+                                         history=stream.history_estimates)
 
     def choose(self, j: int, remaining: np.ndarray) -> int:
+        if self.controller.due():
+            self.controller.solve(remaining)
         est = self.stream.estimates.rows(j, j + 1)
-        if j < self.n_observe:
-            if self.prior is None:
-                return int(self.decider.random_choices(1, self.stream.n_models, self.rng)[0])
-            return int(self.decider.learned_choices(est, self.prior, remaining)[0][0])
-        if self.gamma is None:
-            observed = self.stream.estimates.rows(0, self.n_observe)
-            self.gamma = self.decider.solve(observed, self.stream.budgets).gamma
-        elif self._resolve_due(j):
-            seen = self.stream.estimates.rows(0, j)
-            self.gamma = self.decider.solve(seen, remaining, eps=j / (self.stream.size - j)).gamma
-        return int(self.decider.learned_choices(est, self.gamma, remaining)[0][0])
-
-    def _resolve_due(self, j: int) -> bool:
-        every = self.params.resolve_every
-        return every > 0 and j > self.n_observe and (j - self.n_observe) % every == 0
+        choice = int(self.controller.choices(est, remaining, self.rng)[0][0])
+        self.controller.record(est.quality[0], est.cost[0])
+        return choice
 
 
 @register("port")

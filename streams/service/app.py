@@ -100,7 +100,7 @@ def register_agents(app: Any, service: RouterService) -> None:
     @app.agent(raw_topic(app, service.names.observations))
     async def optimize(stream: Any) -> None:
         async for event in stream.events():
-            await service.on_observation(event.message.offset)
+            await service.on_observation(event.message.offset, event.message.value)
 
     state_changelog = service.progress.changelog_topic.get_topic_name()
 

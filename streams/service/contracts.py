@@ -14,6 +14,19 @@ import numpy as np
 from router_core.estimator import Estimates
 
 
+class Controller(Protocol):
+    """The part of router_core.controller.PortController a router calls for its choices."""
+
+    def follow(self, gamma: np.ndarray | None) -> None:
+        """Route with these weights from now on (None: none learned yet, the observation phase)."""
+        ...
+
+    def choices(self, est: Estimates, remaining: np.ndarray,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Choices (-1: skipped or declined) and their scores for a batch of estimates."""
+        ...
+
+
 class Engine(Protocol):
     """The part of router_core.engine.RoutingEngine the router calls."""
 
@@ -36,13 +49,8 @@ class Engine(Protocol):
         """Quality and cost estimates of a batch of embeddings."""
         ...
 
-    def observation_choices(self, est: Estimates, remaining: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Observation-phase choices (-1: skip)."""
-        ...
-
-    def learned_choices(self, est: Estimates, gamma: np.ndarray,
-                        remaining: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Learned-rule choices (-1: declined) and their scores."""
+    def controller(self, budgets: np.ndarray, seed: int = 0) -> Controller:
+        """PORT's controller for one router's choices (router_core.controller.PortController)."""
         ...
 
 

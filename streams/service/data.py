@@ -11,26 +11,20 @@ import numpy as np
 from router_core.assembly import Assembly, assemble
 from router_core.embedders import create_embedder
 from router_core.engine import RoutingEngine
+from router_core.evaluation.experiment import test_split
 from router_core.history import History, load_history
 from streams.config import ConfigError, ServiceConfig
 
 log = logging.getLogger(__name__)
 
 
-def parse_split(spec: str) -> tuple[int, int]:
-    """Parse ``split:<seed>:<stream_size>`` into (seed, stream_size)."""
+def parse_split(spec: str) -> tuple[bool, int, int]:
+    """Parse ``split:<seed>:<stream_size>`` or ``drift:<seed>:<stream_size>`` into (drift, seed, stream_size)."""
     parts = spec.split(":")
-    if len(parts) != 3 or parts[0] != "split" or not parts[1].isdigit() or not parts[2].isdigit():
-        raise ConfigError(f"history_rows: expected 'split:<seed>:<stream_size>', got {spec!r}")
-    return int(parts[1]), int(parts[2])
-
-
-def split_rows(n: int, seed: int, stream_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random (history rows, stream rows) of ``n`` rows; the stream rows keep their random order."""
-    if not 0 < stream_size < n:
-        raise ConfigError(f"history_rows: a stream of {stream_size} rows needs 0 < size < {n} (the history size)")
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[stream_size:]), order[:stream_size]
+    if len(parts) != 3 or parts[0] not in ("split", "drift") or not parts[1].isdigit() or not parts[2].isdigit():
+        raise ConfigError(f"history_rows: expected 'split:<seed>:<stream_size>' or 'drift:<seed>:<stream_size>', "
+                          f"got {spec!r}")
+    return parts[0] == "drift", int(parts[1]), int(parts[2])
 
 
 def load_rows(config: ServiceConfig) -> tuple[History, tuple[np.ndarray, np.ndarray] | None]:
@@ -43,8 +37,12 @@ def load_rows(config: ServiceConfig) -> tuple[History, tuple[np.ndarray, np.ndar
                           f"{sorted(set(full.models) - set(configured))}")
     if config.history_rows is None:
         return full, None
-    seed, size = parse_split(config.history_rows)
-    return full, split_rows(len(full), seed, size)
+    drift, seed, size = parse_split(config.history_rows)
+    try:
+        stream_rows, history_rows = test_split(full, size, seed, drift)  # the offline benchmark's split
+    except ValueError as exc:
+        raise ConfigError(f"history_rows: {exc}") from None
+    return full, (history_rows, stream_rows)
 
 
 def load_split(config: ServiceConfig) -> tuple[History, History | None]:

@@ -150,6 +150,8 @@ class Router:
         self.topics = topics
         self.weights = weights
         self.rng = np.random.default_rng(seed)
+        self.controller = engine.controller(np.asarray(budgets, dtype=np.float64), seed)  # choices only: the
+        # optimizer learns the weights with its own controller, the routers follow them
         self.cost_bound = cost_bound
         self.ledger = Ledger()
         self.observed = 0  # observation-phase decisions known to this process
@@ -247,8 +249,8 @@ class Router:
     def decide(self, batch: Prepared, decisions: MutableMapping[str, dict]) -> tuple[list[Outgoing], list[Outgoing]]:
         """Decide every new query of the batch and record each decision with its reservation.
 
-        Returns (decision messages, observation messages). A query id decided before gets its
-        stored decision re-emitted, with no new charge.
+        Returns (decision messages, observation messages: one per new decision, for the optimizer).
+        A query id decided before gets its stored decision re-emitted, with no new charge.
         """
         if self.stale:
             self.rebuild(decisions)
@@ -270,16 +272,12 @@ class Router:
             rows = self.first_of_each_id(batch.queries, rows)
             est = Estimates(batch.estimates.quality[rows], batch.estimates.cost[rows])  # type: ignore[union-attr]
             remaining = self.remaining(partition)
-            if gamma is None:
-                choices = self.engine.observation_choices(est, remaining, self.rng)
-                scores = np.full(len(rows), np.nan)
-            else:
-                choices, scores = self.engine.learned_choices(est, gamma, remaining)
+            self.controller.follow(gamma)
+            choices, scores = self.controller.choices(est, remaining, self.rng)
+            phase = "observation" if gamma is None else "learned"
             for j, row in enumerate(rows):
                 query = batch.queries[row]
-                phase = "observation" if gamma is None else "learned"
                 if gamma is None:
-                    observed.append(self.observation(query, partition, est, j))
                     self.observed += 1
                 message, cost, model = self.outcome(query, partition, est, j, int(choices[j]), float(scores[j]),
                                                     remaining, phase, weights)
@@ -290,6 +288,7 @@ class Router:
                     "topic": message.topic, "value": message.value.decode(), "model": model,
                     "reserved": cost, "actual": None,
                 }
+                observed.append(self.observation(query, partition, est, j, phase, self.share - remaining))
                 emitted.append(message)
         return emitted, observed
 
@@ -315,10 +314,12 @@ class Router:
             return None
         return np.asarray(weights.gamma, dtype=np.float64)
 
-    def observation(self, query: QueryEvent, partition: int, est: Estimates, j: int) -> Outgoing:
-        """The observation event of an observation-phase query."""
+    def observation(self, query: QueryEvent, partition: int, est: Estimates, j: int, phase: str,
+                    spent: np.ndarray) -> Outgoing:
+        """The observation event of a decided query: its estimates and the partition's spend after it."""
         event = ObservationEvent(query_id=query.id, partition=partition, quality=est.quality[j].tolist(),
-                                 cost=est.cost[j].tolist(), observed_at=time.time())
+                                 cost=est.cost[j].tolist(), observed_at=time.time(), phase=phase,
+                                 partition_spent=np.maximum(spent, 0.0).tolist())
         return Outgoing(self.topics.observations, query.id, event.model_dump_json().encode())
 
     def outcome(self, query: QueryEvent, partition: int, est: Estimates, j: int, choice: int, score: float,
@@ -338,7 +339,7 @@ class Router:
         if choice >= 0 or not np.any(est.cost[j] <= remaining):
             reason, detail = "no-budget", "no chosen model's remaining budget share covers the estimated cost"
         elif phase == "observation":
-            reason, detail = "observation-skip", "the observation phase drew 'skip'"
+            reason, detail = "observation-skip", "the observation phase drew 'skip' (or declined: no model scores above zero under the history prior)"
         else:
             reason, detail = "declined", "no model scores above zero under the learned weights"
         unserved = UnservedQuery(query_id=query.id, partition=partition, reason=reason, detail=detail,

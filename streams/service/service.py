@@ -258,10 +258,14 @@ class RouterService:
         """Apply one completion to the budget state."""
         await self.send_all(self.router.reconcile(record, self.decisions))
 
-    async def on_observation(self, offset: int) -> None:
-        """One observation arrived at ``offset``: solve when the quota is complete."""
+    async def on_observation(self, offset: int, value: bytes | None) -> None:
+        """One observation (a decision's estimates) arrived at ``offset``: learn the weights when due."""
         metrics.record_observations(offset + 1, self.optimizer.target)
-        await asyncio.get_running_loop().run_in_executor(None, self.optimizer.on_observation, offset)
+        loop = asyncio.get_running_loop()
+        if self.optimizer.needs_resume(offset):
+            await loop.run_in_executor(None, self.optimizer.resume, offset)
+        if self.optimizer.on_observation(offset, value):
+            await loop.run_in_executor(None, self.optimizer.publish)
 
     async def send_all(self, messages: Sequence[Outgoing]) -> None:
         """Send ``messages`` and wait until the broker acknowledged all of them."""

@@ -1,9 +1,9 @@
-"""The learned weights on the compacted ``weights`` topic: follow them, and learn them once.
+"""The learned weights on the compacted ``weights`` topic: follow them, and learn them continuously.
 
 Every router process runs a ``WeightsWatcher`` (a confluent-kafka consumer without a group
 that reads the topic from the beginning), so every instance applies the newest weights and
 a restarted router recovers them instead of observing again. The ``Optimizer`` runs where
-the single ``observations`` partition is consumed.
+the single ``observations`` partition is consumed: every decision reports its estimates there.
 
 Only records under the key ``weights`` count. A record there that is not applicable (not valid
 JSON of ``RoutingWeights``, a tombstone, another set of models, an older version) is ignored,
@@ -17,13 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from pydantic import ValidationError
 
 from router_core.engine import RoutingEngine
-from router_core.estimator import Estimates
 from schemas import ObservationEvent, RoutingWeights
 from streams import kafka
 
@@ -137,75 +136,160 @@ def align_weights(weights: RoutingWeights, models: Sequence[str]) -> RoutingWeig
     return weights.model_copy(update={"models": list(models), "gamma": [gamma[m] for m in models]})
 
 
-def publish_weights(kafka_conf: dict[str, str], topic: str, weights: RoutingWeights) -> None:
-    """Write ``weights`` under the weights key and wait for the broker's acknowledgement (RuntimeError if none)."""
-    producer = kafka.producer(kafka_conf, **{"enable.idempotence": True})
+def weights_producer(kafka_conf: dict[str, str]) -> Any:
+    """A producer for the weights topic: every acknowledgement from all replicas, idempotent."""
+    return kafka.producer(kafka_conf, **{"enable.idempotence": True, "linger.ms": 0})
+
+
+def publish_weights(kafka_conf: dict[str, str], topic: str, weights: RoutingWeights, producer: Any = None) -> None:
+    """Write ``weights`` under the weights key and wait for the broker's acknowledgement (RuntimeError if none);
+    through ``producer`` when given, else a new one."""
+    producer = producer or weights_producer(kafka_conf)
     producer.produce(topic, key=WEIGHTS_KEY, value=weights.model_dump_json().encode())
     if producer.flush(30) != 0:
         raise RuntimeError(f"could not publish weights to {topic}")
 
 
-def read_observations(kafka_conf: dict[str, str], topic: str, count: int, timeout: float = 60.0) -> Estimates:
-    """The estimates of the first ``count`` observations on ``topic`` (partition 0)."""
+def read_observations(kafka_conf: dict[str, str], topic: str, start: int, stop: int,
+                      timeout: float = 60.0) -> Iterator[tuple[int, ObservationEvent]]:
+    """(offset, event) for the valid observations at offsets ``start`` to ``stop - 1`` (partition 0)."""
+    if start >= stop:
+        return
     consumer = kafka.consumer(kafka_conf, "unused-observation-reader")
-    kafka.assign(consumer, topic, {0: None})
-    quality: list[list[float]] = []
-    cost: list[list[float]] = []
+    kafka.assign(consumer, topic, {0: start})
     deadline = time.monotonic() + timeout
     try:
-        while len(quality) < count:
+        last = start - 1
+        while last < stop - 1:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"read {len(quality)} of {count} observations from {topic} in {timeout}s")
+                raise TimeoutError(f"read {topic} to offset {last} of {start}..{stop - 1} in {timeout}s")
             message = consumer.poll(0.5)
             if message is None or message.error():
                 continue
-            try:
-                event = ObservationEvent.model_validate_json(message.value() or b"")
-            except ValidationError as exc:
-                log.error("observations topic holds an invalid message at offset %d, skipped: %s",
-                          message.offset(), exc)
-                continue
-            quality.append(event.quality)
-            cost.append(event.cost)
+            last = message.offset()
+            if last >= stop:
+                break
+            event = parse_observation(message.value(), last)
+            if event is not None:
+                yield last, event
     finally:
         consumer.close()
-    return Estimates(np.asarray(quality, dtype=np.float64), np.asarray(cost, dtype=np.float64))
+
+
+def parse_observation(value: bytes | None, offset: int) -> ObservationEvent | None:
+    """The observation at ``offset``, or None (logged) when it is not valid."""
+    try:
+        return ObservationEvent.model_validate_json(value or b"")
+    except ValidationError as exc:
+        log.error("observations topic holds an invalid message at offset %d, skipped: %s", offset, exc)
+        return None
 
 
 class Optimizer:
-    """Solves the dual once, when the observations topic holds ceil(eps * N) observations."""
+    """Learns the weights from every decision, on the single ``observations`` partition, with
+    ``router_core.controller.PortController``: the first solve once ceil(eps * N) decisions were
+    observed, then a re-solve every ``port.resolve_every`` decisions on the bounded sample with the
+    budgets left; each solution is a new ``RoutingWeights`` version on the compacted topic.
+
+    The budgets left are the configured budgets less what every input partition has spent
+    (reserved and settled), as its newest observation reports it. After a restart, or when the
+    partition comes back after a rebalance, it resumes from the newest weights: their gamma, the
+    decisions and spend they had seen, and the observations read again from the topic (the
+    sample's last ``port.resolve_window`` and every one after). A version is always above the
+    newest one followed.
+    """
 
     def __init__(self, engine: RoutingEngine, budgets: np.ndarray, kafka_conf: dict[str, str],
                  observations_topic: str, weights_topic: str, watcher: WeightsWatcher) -> None:
         self.engine = engine
-        self.budgets = budgets
+        self.budgets = np.asarray(budgets, dtype=np.float64)
         self.kafka_conf = kafka_conf
         self.observations_topic = observations_topic
         self.weights_topic = weights_topic
         self.watcher = watcher
-        self.target = engine.observation_count()
-        self.published: RoutingWeights | None = None
+        self.controller = engine.controller(self.budgets)
+        self.target = self.controller.n_observe
+        self.spent: dict[int, np.ndarray] = {}  # input partition -> its newest spend per model
+        self.next_offset: int | None = None  # None until resumed from the topic
+        self.version = 0
+        self.producer: Any = None  # created with the first solve
 
-    def on_observation(self, offset: int) -> RoutingWeights | None:
-        """Call for each observation (its offset); solves and publishes when the target is reached
-        and no weights exist yet. Returns the published weights, if any."""
-        if offset + 1 < self.target or self.published is not None:
-            return None
+    def on_observation(self, offset: int, value: bytes | None) -> bool:
+        """Account for one observation (its offset and value), in order; True when a solve is due
+        (then call ``publish``). Cheap: the caller may run it on its event loop, but ``resume`` first."""
+        assert self.next_offset is not None, "resume() before the first observation"
+        if offset < self.next_offset:
+            return False  # accounted for before a restart
+        self.next_offset = offset + 1
+        event = parse_observation(value, offset)
+        if event is None:
+            return False
+        self.account(event)
+        return self.controller.due()
+
+    def account(self, event: ObservationEvent) -> None:
+        """Add one decision to the sample and the count; take its partition's spend."""
+        self.controller.record(np.asarray(event.quality), np.asarray(event.cost))
+        if event.partition_spent is not None and len(event.partition_spent) == len(self.budgets):
+            self.spent[event.partition] = np.asarray(event.partition_spent, dtype=np.float64)
+
+    def remaining(self) -> np.ndarray:
+        """The budgets left: the configured budgets less every partition's spend."""
+        return self.budgets - sum(self.spent.values(), np.zeros(len(self.budgets)))
+
+    def needs_resume(self, offset: int) -> bool:
+        """Whether ``resume`` must run before the observation at ``offset``: at the start, and after a gap
+        (observations another router's optimizer accounted for while it held the partition)."""
+        return self.next_offset is None or offset > self.next_offset
+
+    def resume(self, offset: int) -> None:
+        """Before the first observation at ``offset``: take up the newest weights' state and read the
+        observations since again (those before them only refill the sample). Blocks (reads the topic)."""
         self.watcher.caught_up.wait()  # weights published before a restart count
-        if self.watcher.latest() is not None:
-            return None
-        observed = read_observations(self.kafka_conf, self.observations_topic, self.target)
+        latest = self.watcher.latest()
+        self.controller.sample.clear()
+        self.spent = {}
+        start = 0
+        if latest is not None and latest.next_offset > 0:
+            self.version = latest.version
+            self.controller.follow(np.asarray(latest.gamma))
+            self.controller.seen = latest.decisions_seen
+            self.spent = {p: np.asarray(s, dtype=np.float64) for p, s in enumerate(latest.partition_spent or [])}
+            start = latest.next_offset
+            window = self.engine.port.resolve_window
+            for _, event in read_observations(self.kafka_conf, self.observations_topic, max(start - window, 0), start):
+                self.controller.sample.add(np.asarray(event.quality), np.asarray(event.cost))
+        elif latest is not None:  # weights from elsewhere (an operator): follow them, learn on from here
+            self.version = latest.version
+            self.controller.follow(np.asarray(latest.gamma))
+            start = offset
+        for _, event in read_observations(self.kafka_conf, self.observations_topic, start, offset):
+            self.account(event)
+        self.next_offset = max(start, offset)
+        log.info("optimizer: resumed at observation %d (weights v%d, %d decisions seen, sample %d)", offset,
+                 self.version, self.controller.seen, len(self.controller.sample))
+
+    def publish(self) -> RoutingWeights:
+        """Solve on the sample with the budgets left, publish the next version and return it."""
+        assert self.next_offset is not None
         started = time.perf_counter()
-        solution = self.engine.solve_weights(observed, self.budgets)
+        solution = self.controller.solve(self.remaining())
+        seconds = time.perf_counter() - started
+        latest = self.watcher.latest()
+        self.version = max(self.version, 0 if latest is None else latest.version) + 1
         weights = RoutingWeights(
-            version=1, models=list(self.engine.models), gamma=[float(g) for g in solution.gamma],
+            version=self.version, models=list(self.engine.models), gamma=[float(g) for g in solution.gamma],
             alpha=self.engine.port.alpha, eps=self.engine.port.eps, solver=solution.solver,
             objective=float(solution.objective), cost_scale=float(self.engine.cost_scale),
-            sample_size=len(observed), created_at=time.time(),
+            sample_size=max(len(self.controller.sample), 1), created_at=time.time(),
+            decisions_seen=self.controller.seen, next_offset=self.next_offset,
+            partition_spent=[self.spent.get(p, np.zeros(len(self.budgets))).tolist()
+                             for p in range(max(self.spent, default=-1) + 1)],
         )
-        log.info("optimizer: solved on %d observations in %.3fs (%s), gamma=%s", len(observed),
-                 time.perf_counter() - started, solution.solver, np.round(solution.gamma, 4).tolist())
-        publish_weights(self.kafka_conf, self.weights_topic, weights)
+        log.info("optimizer: solved on %d of %d decisions in %.3fs (%s), gamma=%s", len(self.controller.sample),
+                 self.controller.seen, seconds, solution.solver, np.round(solution.gamma, 4).tolist())
+        if self.producer is None:
+            self.producer = weights_producer(self.kafka_conf)
+        publish_weights(self.kafka_conf, self.weights_topic, weights, self.producer)
         log.info("optimizer: published weights v%d to %s", weights.version, self.weights_topic)
-        self.published = weights
         return weights

@@ -27,10 +27,13 @@ class FakeEngine:
     def embed(self, texts):  # noqa: ANN001, ANN201
         return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2)
 
-    def observation_choices(self, est: Estimates, remaining: np.ndarray, rng: np.random.Generator):  # noqa: ANN201
-        raise AssertionError("these tests always route with learned weights")
+    def controller(self, budgets: np.ndarray, seed: int = 0) -> "FakeEngine":
+        return self  # the engine's fixed rule stands in for PORT's controller
 
-    def learned_choices(self, est: Estimates, gamma: np.ndarray, remaining: np.ndarray):  # noqa: ANN201
+    def follow(self, gamma: np.ndarray | None) -> None:
+        pass
+
+    def choices(self, est: Estimates, remaining: np.ndarray, rng: np.random.Generator):  # noqa: ANN201
         choices = []
         left = remaining.copy()
         for row in range(len(est)):

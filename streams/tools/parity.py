@@ -1,0 +1,221 @@
+"""``port-router bench-parity``: the offline benchmark's test stream through the real service, side by side.
+
+For each seed the offline benchmark's split is drawn (``router_core.evaluation.experiment``),
+and for each (budget split, factor) the offline ``port`` policy is replayed with ``reserve``
+accounting (the service's semantics: the estimate is reserved, the true cost replaces it when
+the answer completes). The same test stream, in the same order, with the same budgets, then
+goes through the service on the local broker: a router (``port-router serve``) with the
+configured partition count, indexing the same history (``history_rows: split:<seed>:<n>``),
+and one replay worker per model that answers with the true cost and quality. Events carry
+the text, the task label and the precomputed embedding the offline benchmark uses. The
+service's decisions are then accounted for and scored by the offline evaluator (``replay``
+with the recorded choices, reserve accounting), so both sides lose an answer whose true cost
+no longer fits; what the workers actually charged is reported beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import yaml
+
+from router_core.evaluation.replay import ReplayResult, replay
+from router_core.policies import Stream
+from router_core.policies.base import Policy
+from router_core.rule import SKIP
+from schemas import QueryEvent
+from streams import processes
+from streams.config import ServiceConfig, load_config
+from streams.tools.outcomes import OutcomeTally, follow_outcomes
+from streams.tools.processes import REPO, ServiceProcess
+from streams.topics import QUERIES, WEIGHTS, create_topics, topic_size
+
+log = logging.getLogger(__name__)
+
+
+class RecordedChoices(Policy):
+    """Replays the choices the service made, so that the offline evaluator accounts for them."""
+
+    def __init__(self, choices: np.ndarray) -> None:
+        self.recorded = choices
+
+    def choose(self, j: int, remaining: np.ndarray) -> int:
+        return int(self.recorded[j])
+
+
+@dataclass(frozen=True)
+class StreamRun:
+    """What the service did with one test stream."""
+
+    result: ReplayResult  # the service's choices through the offline evaluator (reserve accounting)
+    charged: np.ndarray  # dollars the workers charged per model (true costs of every completed answer)
+    versions_used: int  # distinct weights versions the learned decisions carried
+
+
+def stream_config(base: ServiceConfig, directory: Path, seed: int, n_test: int, budgets: dict[str, float],
+                  drift: bool) -> Path:
+    """A configuration file for one run: the base one under a fresh topic prefix, the seed's split, the
+    setting's budgets, N = the test stream's length."""
+    data: dict[str, Any] = base.model_dump(mode="json")
+    data["topics"]["prefix"] = f"parity{uuid.uuid4().hex[:8]}."
+    data["history_rows"] = f"{'drift' if drift else 'split'}:{seed}:{n_test}"
+    data["port"]["n_expected"] = n_test
+    data["index_dir"] = str(REPO / ".cache" / "index" / f"parity-{'drift' if drift else 'split'}-{seed}-{n_test}")
+    data["router"]["data_dir"] = str(directory / "faust")
+    for model in data["models"]:
+        model["budget"] = float(budgets[model["name"]])
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_events(ids: tuple[str, ...], prompts: tuple[str, ...], tasks: tuple[str, ...],
+                vectors: np.ndarray) -> list[QueryEvent]:
+    """The test stream as query events in arrival order: text, task label and the offline embedding."""
+    return [QueryEvent(id=i, text=p, task=t or None, embedding=[float(x) for x in v])
+            for i, p, t, v in zip(ids, prompts, tasks, vectors)]
+
+
+def score_stream(tally: OutcomeTally, ids: tuple[str, ...], models: tuple[str, ...], stream: Stream) -> StreamRun:
+    """The service's decisions as the offline evaluator accounts for and scores them (reserve accounting: an
+    answer whose true cost no longer fits is lost, as the offline policy's are), and what the workers charged."""
+    position = {query_id: j for j, query_id in enumerate(ids)}
+    choices = np.full(len(ids), SKIP, dtype=np.int64)
+    versions = set()
+    for message in tally.routed_messages:
+        choices[position[message["query"]["id"]]] = models.index(message["model"])
+        if message["phase"] == "learned":
+            versions.add(message["weights_version"])
+    charged = np.zeros(len(models))
+    for completion in tally.completions.values():
+        charged[models.index(completion["model"])] += completion["cost"]
+    result = replay(RecordedChoices(choices), stream, np.random.default_rng(0), "reserve")
+    return StreamRun(result, charged, len(versions))
+
+
+def run_stream(config_path: Path, events: list[QueryEvent], timeout: float, log_dir: Path,
+               rate: float = 0.0) -> OutcomeTally:
+    """Start a router and one replay worker per model, send ``events``, wait for every decision and
+    completion; stop them all."""
+    from streams.tools.bench_stream import send_queries
+
+    config = load_config(config_path)
+    create_topics(config)
+    children: list[ServiceProcess] = []
+    try:
+        router = processes.router(config_path, log_dir / "router.log")
+        children.append(router.start())
+        router.wait_ready(timeout=timeout)
+        for model in config.models:
+            children.append(processes.worker(config_path, model.name,
+                                             log_dir / f"worker-{model.name.replace('/', '_')}.log").start())
+        send_queries(config, events, rate)
+        tally = follow_outcomes(config, len(events), timeout)
+        if tally.decided() < len(events) or len(tally.completions) < sum(tally.routed.values()):
+            raise TimeoutError(f"after {timeout:.0f}s: {tally.decided()} of {len(events)} decided, "
+                               f"{len(tally.completions)} of {sum(tally.routed.values())} routed completed "
+                               f"(logs in {log_dir})")
+        rejected = [d for d in tally.dead_letters if d["source_topic"] == config.topics.name(QUERIES)]
+        if rejected:
+            raise RuntimeError(f"{len(rejected)} test queries went to the dead-letter topic: {rejected[:3]}")
+        return tally
+    finally:
+        processes.stop_all(children)
+
+
+def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[str, Any]]:
+    """One row per (seed, split, factor): offline ``port`` (reserve accounting) and the stream."""
+    from router_core.embedding import Embedder
+    from router_core.engine import learn_prefixes
+    from router_core.evaluation.experiment import prepare_seed, test_split
+    from router_core.history import load_history
+    from router_core.policies import create_policy
+
+    data, _ = load_history(base.history)
+    embedder = Embedder(base.embedding)
+    models = tuple(data.models)
+    params = base.port.model_copy(update={"n_expected": args.n_test})
+    for seed in args.seeds:
+        prepared = next(prepare_seed(data, embedder, base.index, args.n_test, params.k, seed, (params.estimator,),
+                                     drift=args.drift))
+        test_rows, history_rows = test_split(data, args.n_test, seed, args.drift)
+        history, test = data.subset(history_rows), data.subset(test_rows)
+        vectors = embedder.embed_cached(learn_prefixes(history, base.embedding).strip_all(test.prompts))
+        events = test_events(test.ids, test.prompts, test.tasks, vectors)
+        for split in args.splits:
+            for factor in args.budget_factors:
+                budgets = prepared.budgets(split, factor)
+                stream = prepared.stream(budgets)
+                offline = replay(create_policy("port", params), stream, np.random.default_rng(seed), "reserve")
+                with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
+                    path = stream_config(base, Path(tmp), seed, args.n_test, dict(zip(models, budgets)), args.drift)
+                    started = time.monotonic()
+                    log_dir = REPO / ".cache" / "parity-logs" / f"{seed}-{split}-{factor}"
+                    tally = run_stream(path, events, args.timeout, log_dir, args.rate)
+                    run = score_stream(tally, test.ids, models, stream)
+                    config = load_config(path)
+                    published = topic_size(config.kafka.confluent(), config.topics.name(WEIGHTS))
+                yield {
+                    "split": split, "budget_factor": factor, "seed": seed, "n_test": args.n_test,
+                    "drift": args.drift, "offline_performance": offline.performance,
+                    "stream_performance": run.result.performance,
+                    "ratio": run.result.performance / offline.performance if offline.performance else float("nan"),
+                    "offline_spent": float(offline.spent.sum()), "stream_spent": float(run.result.spent.sum()),
+                    "budget_total": float(budgets.sum()),
+                    "over_budget_models": [m for m, s, b in zip(models, run.result.spent, budgets)
+                                           if s > b * (1 + 1e-9)],
+                    "service_charged": float(run.charged.sum()),
+                    "service_performance": float(sum(tally.quality.values())),  # every completed answer, as served
+                    "service_over_budget": {m: round(float(c - b), 6) for m, c, b in zip(models, run.charged, budgets)
+                                            if c > b * (1 + 1e-9)},
+                    "weights_versions": run.versions_used, "weights_published": published,
+                    "stream_served": int(run.result.throughput), "offline_served": int(offline.throughput),
+                    "stream_routed": sum(tally.routed.values()), "stream_unserved": dict(tally.unserved_reasons),
+                    "stream_seconds": round(time.monotonic() - started, 1), "rate": args.rate,
+                }
+
+
+def run_parity(args: argparse.Namespace) -> int:
+    """Run the grid, print the table, write the JSON rows; exit 1 when a setting misses the bar."""
+    base = load_config(args.config)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    rows = []
+    print(f"{'split':9s} {'factor':>6s} {'seed':>4s} {'offline':>9s} {'stream':>9s} {'ratio':>6s} "
+          f"{'spent':>8s} {'budget':>8s} {'versions':>8s}")
+    for row in parity_rows(args, base):
+        rows.append(row)
+        print(f"{row['split']:9s} {row['budget_factor']:6g} {row['seed']:4d} {row['offline_performance']:9.1f} "
+              f"{row['stream_performance']:9.1f} {row['ratio']:6.3f} {row['stream_spent']:8.4f} "
+              f"{row['budget_total']:8.4f} {row['weights_versions']:8d}"
+              + (f"  OVER BUDGET: {row['over_budget_models']}" if row["over_budget_models"] else "")
+              + (f"  (service charged over: {row['service_over_budget']})" if row["service_over_budget"] else ""),
+              flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    worst = min(r["ratio"] for r in rows)
+    over = [r for r in rows if r["over_budget_models"]]
+    print(f"{len(rows)} settings: worst ratio {worst:.3f} (bar {args.min_ratio}); over budget in {len(over)}")
+    return 0 if worst >= args.min_ratio and not over else 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's flags."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--budget-factors", type=float, nargs="+", default=[0.5, 1.0, 2.0])
+    parser.add_argument("--splits", nargs="+", default=["weighted"])
+    parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument("--drift", action="store_true", help="the drift split: the task mix changes mid-stream")
+    parser.add_argument("--rate", type=float, default=0.0, help="queries per second sent (0: as fast as possible)")
+    parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--timeout", type=float, default=900.0, help="limit for each wait (seconds)")
+    parser.add_argument("--min-ratio", type=float, default=0.97, help="exit 1 when a stream/offline ratio is below")

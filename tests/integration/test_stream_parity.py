@@ -1,0 +1,29 @@
+"""``bench-parity`` on one setting: the service, fed the offline benchmark's exact test stream through the
+real broker, router and replay workers, performs within the bar of offline ``port`` and re-solves."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from streams.config import load_config
+from streams.tools.parity import parity_rows
+
+import stream_harness as h
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_the_service_matches_offline_port_on_the_benchmark_stream(tmp_path: Path) -> None:
+    h.require_environment()
+    base = load_config(h.write_config(tmp_path, partitions=2, n_expected=1000), {})
+    args = argparse.Namespace(seeds=[42], budget_factors=[1.0], splits=["weighted"], n_test=1000, drift=False,
+                              timeout=600.0, rate=0.0)
+    (row,) = list(parity_rows(args, base))
+    assert row["offline_performance"] > 0 and row["stream_served"] > 0
+    assert row["ratio"] >= 0.97, row
+    assert not row["over_budget_models"] and row["stream_spent"] <= row["budget_total"] * (1 + 1e-9), row
+    assert row["weights_versions"] >= 2, f"the learned decisions used one weights version only: {row}"
+    assert row["weights_published"] >= row["weights_versions"]

@@ -1,0 +1,68 @@
+"""The service's optimizer: every decision is accounted once, in order, and solves fall due on PORT's schedule."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from router_core.controller import PortController
+from router_core.params import PortParams
+from schemas import ObservationEvent
+from streams.service.weights import Optimizer
+
+
+class Engine:
+    models = ("a", "b")
+    port = PortParams(eps=0.05, resolve_every=10, n_expected=100, observation="random")
+
+    def controller(self, budgets: np.ndarray, seed: int = 0) -> PortController:
+        return PortController(self.port, 1.0, budgets, self.port.n_expected, seed=seed)
+
+
+class Watcher:
+    caught_up = threading.Event()
+
+    def latest(self) -> None:
+        return None
+
+
+def event(i: int, spent: float = 0.0) -> bytes:
+    return ObservationEvent(query_id=f"q{i}", partition=i % 2, quality=[0.5, 0.6], cost=[0.01, 0.02],
+                            observed_at=1.0, phase="observation", partition_spent=[spent, 2 * spent]
+                            ).model_dump_json().encode()
+
+
+def optimizer() -> Optimizer:
+    Watcher.caught_up.set()
+    opt = Optimizer(Engine(), np.array([1.0, 1.0]), {}, "obs", "weights", Watcher())  # type: ignore[arg-type]
+    opt.resume(0)  # nothing before offset 0: no topic read
+    return opt
+
+
+def test_solves_fall_due_after_the_observation_phase_then_every_resolve_every() -> None:
+    opt = optimizer()
+    due = []
+    for offset in range(30):
+        if opt.on_observation(offset, event(offset, spent=0.01 * offset)):
+            due.append(offset + 1)
+            opt.controller.solve(opt.remaining())  # what publish does, without the broker
+    assert due == [5, 15, 25]
+    # the newest spend of partition 0 (offset 28) and of partition 1 (offset 29)
+    assert np.allclose(opt.remaining(), [1.0 - 0.28 - 0.29, 1.0 - 0.56 - 0.58])
+
+
+def test_an_observation_seen_before_or_invalid_is_not_accounted() -> None:
+    opt = optimizer()
+    opt.on_observation(0, event(0, spent=0.1))
+    opt.on_observation(0, event(0, spent=0.5))  # delivered again
+    opt.on_observation(1, b"not json")
+    opt.on_observation(2, event(2, spent=0.2))
+    assert opt.controller.seen == 2 and np.allclose(opt.remaining(), [0.8, 0.6])
+
+
+def test_a_gap_in_the_observations_calls_for_a_resume() -> None:
+    opt = optimizer()
+    opt.on_observation(0, event(0))
+    assert not opt.needs_resume(1) and not opt.needs_resume(0)
+    assert opt.needs_resume(7), "offsets 1..6 were accounted for by another router's optimizer"
