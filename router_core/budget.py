@@ -44,11 +44,6 @@ class BudgetLedger:
         """What each model can still take: limit - spent - reserved."""
         return self.limits - self.spent - self.reserved
 
-    def affordable(self) -> np.ndarray:
-        """The largest estimated cost whose reservation still fits, per model (what a policy compares
-        its estimates to)."""
-        return self.remaining() / self.reserve_factor
-
     def charge(self, model: int, amount: float) -> bool:
         """Spend ``amount`` on ``model`` if it fits; return whether it did (oracle accounting)."""
         if amount > self.remaining()[model]:

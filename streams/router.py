@@ -265,7 +265,7 @@ class Router:
             rows = self.first_of_each_id(batch.queries, rows)
             est = Estimates(batch.estimates.quality[rows], batch.estimates.cost[rows])  # type: ignore[union-attr]
             ledger = self.budgets.ledger(partition)
-            remaining = ledger.affordable()
+            remaining = ledger.remaining()
             if gamma is None:
                 choices = self.engine.observation_choices(est, remaining, self.rng)
                 scores = np.full(len(rows), np.nan)
@@ -332,8 +332,8 @@ class Router:
                                  weights_version=version, routed_at=now)
             return (Outgoing(self.topics.routed[model], query.id, routed.model_dump_json().encode(),
                              label=("routed", f"{model}/{phase}")), held, model)
-        if choice >= 0 or not np.any(est.cost[j] <= ledger.affordable()):
-            reason, detail = "no-budget", "no chosen model's remaining budget share covers the estimated cost"
+        if choice >= 0 or not np.any(est.cost[j] <= ledger.remaining()):
+            reason, detail = "no-budget", "the chosen model's remaining budget share does not cover the reservation"
         elif phase == "observation":
             reason, detail = "observation-skip", "the observation phase drew 'skip'"
         else:

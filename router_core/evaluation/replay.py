@@ -4,8 +4,8 @@ Accounting modes:
 - ``oracle`` (the paper's): a routed query is served if the model's remaining budget
   covers its TRUE cost, which is then charged; otherwise it is lost.
 - ``reserve`` (what the service does): routing reserves ``reserve_factor`` x the ESTIMATED cost
-  (``router_core.budget.reservation``; the policy sees ``BudgetLedger.affordable``, and the query is
-  lost if the reservation does not fit); the answer completes ``in_flight`` queries later. A worker
+  (``router_core.budget.reservation``; the policy sees the remaining budget, and the query is lost
+  if the reservation does not fit); the answer completes ``in_flight`` queries later. A worker
   answers only within the reservation (``within_reservation``): a dearer answer is refused, lost
   and charged nothing, so settled spend never exceeds a limit. Otherwise the true cost replaces
   the reservation.
@@ -56,7 +56,7 @@ def replay(policy: Policy, stream: Stream, rng: np.random.Generator, accounting:
         if accounting == "reserve":
             while pending and pending[0][0] <= j - in_flight:
                 _settle(pending.popleft(), ledger, stream, served)
-        model = policy.choose(j, ledger.affordable())
+        model = policy.choose(j, ledger.remaining())
         choices[j] = model
         if model == SKIP:
             continue

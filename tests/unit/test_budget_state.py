@@ -74,7 +74,8 @@ def test_the_reservation_is_the_reserve_factor_times_the_estimate_and_fits_the_s
     r.budgets.ledgers.clear()
     decisions: dict = {}
     emitted, _ = r.decide(r.prepare([record(f"q{i}", offset=i) for i in range(3)]), decisions, {})
-    # partition 0's share: m1 4.0 holds one reservation of 2 x 2.0, m0 2.0 one of 2 x 1.0
-    assert [m.topic for m in emitted] == ["routed.m1", "routed.m0", "unserved"]
+    # partition 0's share: m1 4.0 holds one reservation of 2 x 2.0 (the second estimate fits what is left, its
+    # reservation does not: no-budget); m0 2.0 one of 2 x 1.0
+    assert [m.topic for m in emitted] == ["routed.m1", "unserved", "routed.m0"]
     assert reserved(r) == {"0/m1": 4.0, "0/m0": 2.0}
     assert np.all(r.budgets.ledger(0).remaining() >= 0)
