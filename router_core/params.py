@@ -70,7 +70,7 @@ class BudgetParams(_Params):
     """Budget accounting, the same in the offline evaluator's reserve mode and in the service."""
 
     reserve_factor: float = Field(
-        2.0, ge=1, le=100,
+        1.25, ge=1, le=100,
         description="routing holds this x the estimated cost (the reservation) and a worker never spends more than "
         "the reservation: it refuses (replay) or caps its output tokens (API); 1 reserves the estimate alone",
     )
