@@ -143,6 +143,13 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def cmd_bench_recovery(args: argparse.Namespace) -> int:
+    """Restart time and memory of the router after streams of several lengths."""
+    from streams.bench_recovery import run_bench_recovery
+
+    return run_bench_recovery(args)
+
+
 def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"service configuration (default {DEFAULT_CONFIG})")
     return parser
@@ -160,6 +167,7 @@ def add_lag_parser(subparsers: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     from router_core import cli as core_cli
+    from streams import bench_recovery
     from streams import chaos as chaos_module
 
     parser = argparse.ArgumentParser(prog="port-router", description="PORT router: stream service and offline tools")
@@ -207,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=float, default=0.0,
                        help="queries per second in the measured runs (0: as fast as possible)")
     bench.set_defaults(handler=cmd_bench_stream)
+
+    recovery = _with_config(sub.add_parser("bench-recovery", help="router restart time and memory vs stream length"))
+    bench_recovery.add_arguments(recovery)
+    recovery.set_defaults(handler=cmd_bench_recovery)
 
     chaos = _with_config(sub.add_parser("chaos", help="soak under router kills, a broker restart and a paused worker"))
     chaos_module.add_arguments(chaos)

@@ -137,6 +137,13 @@ def validation_reason(error: ValidationError) -> str:
     return "invalid " + "; ".join(parts)
 
 
+def decision_record(message: Outgoing, model: str | None, held: float, offset: int, decided_at: float) -> dict:
+    """The decisions table's record of one query: the message to re-emit, its charge (the reservation, with
+    ``actual`` and ``settled_by`` set once a completion settles it) and its input offset."""
+    return {"topic": message.topic, "value": message.value.decode(), "model": model, "reserved": held,
+            "actual": None, "offset": offset, "decided_at": decided_at, "settled_by": None}
+
+
 class Router:
     """Routes batches of query records with a RoutingEngine under per-partition budget shares."""
 
@@ -281,9 +288,7 @@ class Router:
                                                     ledger, phase, weights)
                 now = time.time()
                 key = state_key(partition, query.id)
-                decisions[key] = {"topic": message.topic, "value": message.value.decode(), "model": model,
-                                  "reserved": held, "actual": None, "offset": batch.records[row].offset,
-                                  "decided_at": now, "settled_by": None}
+                decisions[key] = decision_record(message, model, held, batch.records[row].offset, now)
                 self.expiry.add(key, now)
                 emitted.append(message)
         return emitted, observed
