@@ -43,13 +43,14 @@ def partition_keyed_table_class() -> type:
     return PartitionKeyedTable
 
 
-def changelog_compaction(window_s: float) -> dict[str, Any]:
+def changelog_compaction(window_s: float) -> dict[str, str]:
     """Changelog topic settings under which the tables' size, not the stream's length, bounds a recovery:
-    segments roll within a tenth of the de-duplication window (at most an hour) so compaction drops the
-    superseded records and the expired decisions' tombstones soon after the window."""
+    segments roll within a tenth of the de-duplication window (at most an hour), and a record waits at most as
+    long to be compacted, so compaction drops the superseded records and the expired decisions' tombstones
+    soon after the window."""
     roll_ms = int(min(window_s / 10, 3600.0) * 1000)
-    return {"cleanup.policy": "compact", "segment.ms": roll_ms, "delete.retention.ms": roll_ms,
-            "min.cleanable.dirty.ratio": 0.1}
+    return {"cleanup.policy": "compact", "segment.ms": str(roll_ms), "delete.retention.ms": str(roll_ms),
+            "max.compaction.lag.ms": str(roll_ms), "min.cleanable.dirty.ratio": "0.1"}
 
 
 def to_record(event: Any) -> Record:
