@@ -157,7 +157,7 @@ class RouterSettings(_Section):
                                           "a dearer one goes to the dlq and the reservation stays held")
     completion_cost_cap: float = Field(0.0, ge=0, le=1e6, description="dollars a completion may always claim, "
                                        "whatever its estimate (set it to the most one answer can cost)")
-    dedup_window_s: float = Field(86_400.0, ge=60, le=30 * 86_400, description="decision records are kept this "
+    dedup_window_s: float = Field(3600.0, ge=60, le=30 * 86_400, description="decision records are kept this "
                                   "long (a query delivered again within it gets its decision re-emitted; a "
                                   "completion within it settles its reservation), then deleted by a tombstone; "
                                   "cover a crash's redelivery and the slowest worker's completion")
