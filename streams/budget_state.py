@@ -117,11 +117,14 @@ class DecisionExpiry:
                      if d and (held is None or key_partition(k) in held)]
         heapq.heapify(self.heap)
 
-    def expire(self, decisions: MutableMapping[str, dict | None], now: float) -> int:
-        """Delete the records whose window has passed; return how many were deleted."""
+    def expire(self, decisions: MutableMapping[str, dict | None], now: float, held: set[int] | None) -> int:
+        """Delete the records of the ``held`` partitions (all when None) whose window has passed; return how
+        many were deleted (a partition held elsewhere now is its new owner's to expire)."""
         deleted = 0
         while self.heap and self.heap[0][0] + self.window_s <= now:
             decided_at, key = heapq.heappop(self.heap)
+            if held is not None and key_partition(key) not in held:
+                continue
             record = decisions.get(key)
             if record is not None and float(record.get("decided_at", 0.0)) == decided_at:
                 del decisions[key]

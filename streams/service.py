@@ -252,7 +252,7 @@ class RouterService:
         aggregates)."""
         async with self.lock:
             if not self.router.stale:
-                deleted = self.router.expiry.expire(self.decisions, time.time())
+                deleted = self.router.expiry.expire(self.decisions, time.time(), self.positions.held())
                 if deleted:
                     log.info("deleted %d decision records past the %.0fs de-duplication window", deleted,
                              self.config.router.dedup_window_s)

@@ -52,8 +52,10 @@ def test_expired_decisions_are_deleted_and_their_charges_stay_in_the_aggregate()
     decided = decisions["0/q0"]["decided_at"]
     expiry = DecisionExpiry(window_s=60.0)
     expiry.reset(decisions, None)
-    assert expiry.expire(decisions, decided + 59.0) == 0 and len(decisions) == 2
-    assert expiry.expire(decisions, decided + 61.0) == 2 and decisions == {}
+    assert expiry.expire(decisions, decided + 59.0, None) == 0 and len(decisions) == 2
+    assert expiry.expire(decisions, decided + 61.0, {1}) == 0 and len(decisions) == 2  # partition 0 moved away
+    expiry.reset(decisions, None)
+    assert expiry.expire(decisions, decided + 61.0, {0}) == 2 and decisions == {}
     assert reserved(recovered(decisions, aggregates)) == {"0/m1": 4.0}
 
 
@@ -63,7 +65,7 @@ def test_a_redelivered_query_inside_the_window_is_re_emitted_and_after_it_is_dec
     again, _ = r.decide(r.prepare([record("q0")]), decisions, {})
     assert again[0].value == first[0].value and reserved(r) == {"0/m1": 2.0}
     r.expiry.window_s = 0.0
-    r.expiry.expire(decisions, decisions["0/q0"]["decided_at"])
+    r.expiry.expire(decisions, decisions["0/q0"]["decided_at"], None)
     later, _ = r.decide(r.prepare([record("q0")]), decisions, {})
     assert later[0].value != first[0].value and reserved(r) == {"0/m1": 4.0}
 
