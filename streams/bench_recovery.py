@@ -114,7 +114,9 @@ def wait_for_compaction(config: ServiceConfig, floor: int, deadline_s: float) ->
     while True:
         time.sleep(roll_s + 1)
         for table in TABLES:  # a write after segment.ms rolls the active segment, so the cleaner may take it
-            producer.produce(changelog(config, table), key=b'"bench/roll"', value=None, partition=0)
+            for partition in range(config.topics.query_partitions):
+                producer.produce(changelog(config, table), key=json.dumps(state_key(partition, "bench-roll")).encode(),
+                                 value=None, partition=partition)
         producer.flush()
         left = changelog_records(config)
         log.info("changelogs hold %d records (floor %d)", left, floor)
