@@ -154,7 +154,8 @@ def register_pages(app: Any, service: RouterService) -> None:
 
     @app.on_rebalance_complete.connect
     async def tables_recovered(sender: Any, **kwargs: Any) -> None:
-        service.router.rebuild(service.decisions, service.aggregates)  # /state and the metrics show the spend before the first batch
+        # /state and the metrics show the spend before the first batch
+        service.router.rebuild(service.decisions, service.aggregates)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
