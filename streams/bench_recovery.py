@@ -9,8 +9,9 @@ query and its reservation), the budget aggregate and position of each partition.
 ``--live`` newest is followed by its tombstone, as the expiry timer writes it; without, every
 record is kept (the state before the window existed). It waits until the broker's compaction has
 dropped what it can (or ``--compaction-wait-s`` passes), starts ``serve`` and measures the seconds
-from the process start until a probe query is decided, the changelog records recovered, and the
-router's resident and peak resident memory at that moment.
+from the process start until a probe query is decided, the seconds the tables take to recover
+(from the web server's first answer, once the engine is loaded, until ``/ready``), the changelog
+records recovered, and the router's resident and peak resident memory when the probe is decided.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import argparse
 import json
 import logging
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,7 +52,8 @@ class RecoveryResult:
     queries: int
     expire: bool
     changelog_records: int  # records of the three changelogs when the router started
-    seconds_to_route: float
+    seconds_to_route: float  # from the process start until the probe is decided
+    seconds_recovering: float  # from the web server's first answer (engine loaded) until /ready
     rss_mib: float
     peak_rss_mib: float
 
@@ -124,6 +128,34 @@ def wait_for_compaction(config: ServiceConfig, floor: int, deadline_s: float) ->
             return left
 
 
+def http_status(url: str) -> int | None:
+    """The HTTP status of GET ``url``, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5.0) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def recovering_seconds(web_port: int, deadline_s: float) -> float:
+    """Seconds from the router's web server's first answer (the engine is loaded, the tables start to
+    recover) until /ready answers 200 (the tables are recovered)."""
+    base = f"http://127.0.0.1:{web_port}"
+    deadline = time.monotonic() + deadline_s
+    while http_status(f"{base}/health") is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the router's web server never answered")
+        time.sleep(0.1)
+    up = time.monotonic()
+    while http_status(f"{base}/ready") != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the router never became ready")
+        time.sleep(0.1)
+    return time.monotonic() - up
+
+
 def memory_mib(pid: int) -> tuple[float, float]:
     """(resident, peak resident) MiB of process ``pid``."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
@@ -147,6 +179,8 @@ def measure(config_path: Path, n: int, expire: bool, live: int, compaction_wait_
     try:
         probe = QueryEvent(id="probe", embedding=np.random.default_rng(0).normal(size=PROBE_DIMENSION).tolist())
         publish(config.kafka.confluent(), config.topics.name(QUERIES), iter([probe]), 1, progress=False)
+        assert router.web_port is not None
+        recovering = recovering_seconds(router.web_port, 1800.0)
         tally = follow_outcomes(config, 1, timeout=1800.0, wait_completions=False)
         seconds = time.monotonic() - started
         if "probe" not in tally.placements:
@@ -155,7 +189,7 @@ def measure(config_path: Path, n: int, expire: bool, live: int, compaction_wait_
         rss, peak = memory_mib(router.process.pid)
     finally:
         router.stop()
-    return RecoveryResult(n, expire, records, round(seconds, 2), round(rss, 1), round(peak, 1))
+    return RecoveryResult(n, expire, records, round(seconds, 2), round(recovering, 2), round(rss, 1), round(peak, 1))
 
 
 def run_bench_recovery(args: argparse.Namespace) -> int:
@@ -173,11 +207,13 @@ def run_bench_recovery(args: argparse.Namespace) -> int:
     for expire in args.modes:
         rows = [r for r in results if r.expire == (expire == "expire")]
         base = rows[0]
-        print(f"\n{expire}: queries | changelog records | seconds to route (ratio) | RSS MiB (ratio) | peak RSS MiB")
+        print(f"\n{expire}: queries | changelog records | seconds to route (ratio) | seconds recovering (ratio) | "
+              "RSS MiB (ratio) | peak RSS MiB")
         for r in rows:
             print(f"{r.queries:,} | {r.changelog_records:,} | {r.seconds_to_route:.1f} "
-                  f"({r.seconds_to_route / base.seconds_to_route:.2f}) | {r.rss_mib:.0f} ({r.rss_mib / base.rss_mib:.2f}) "
-                  f"| {r.peak_rss_mib:.0f}")
+                  f"({r.seconds_to_route / base.seconds_to_route:.2f}) | {r.seconds_recovering:.1f} "
+                  f"({r.seconds_recovering / base.seconds_recovering:.2f}) | {r.rss_mib:.0f} "
+                  f"({r.rss_mib / base.rss_mib:.2f}) | {r.peak_rss_mib:.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=1))
     return 0
