@@ -19,7 +19,7 @@ from router_core.argtypes import floats, ints, names
 from router_core.datasets import default_data_paths
 from router_core.embedders import cli as embedders_cli
 from router_core.embedders.cli import add_embedding_arguments, embedding_params
-from router_core.params import EmbeddingParams, IndexParams, PortParams
+from router_core.params import BudgetParams, EmbeddingParams, IndexParams, PortParams
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--eps", type=float, default=defaults.eps)
     bench.add_argument("--alpha", type=float, default=defaults.alpha)
     bench.add_argument("--accounting", choices=("oracle", "reserve"), default="oracle")
+    bench.add_argument("--reserve-factor", type=float, default=BudgetParams().reserve_factor,
+                       help="reserve accounting: hold this x the estimated cost; workers never spend more (1: the "
+                            "estimate alone)")
     bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                        help="override a PORT switch of the 'port' policy, e.g. --set resolve_every=0")
     bench.add_argument("--json", type=Path, default=None, help="write every result row to this JSON file")
@@ -120,6 +123,7 @@ def run_bench(args: argparse.Namespace) -> int:
             return 2
     settings = BenchSettings(n_test=args.n_test, seeds=args.seeds, budget_factors=args.budget_factors,
                              splits=args.splits, methods=methods, accounting=args.accounting,
+                             reserve_factor=args.reserve_factor,
                              estimators=args.estimators, drift=args.drift)
     data, report = load_history(args.data or default_data_paths())
     console.print(f"data: {report.summary()}; {len(data.models)} models")

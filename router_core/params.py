@@ -81,3 +81,13 @@ class PortParams(_Params):
     observation: Literal["random", "history-prior"] = Field(
         "history-prior", description="'random' as the paper; 'history-prior' routes the phase with a dual solved on the history"
     )
+
+
+class BudgetParams(_Params):
+    """Budget accounting, the same in the offline evaluator's reserve mode and in the service."""
+
+    reserve_factor: float = Field(
+        1.25, ge=1, le=100,
+        description="routing holds this x the estimated cost (the reservation) and a worker never spends more than "
+        "the reservation: it refuses (replay) or caps its output tokens (API); 1 reserves the estimate alone",
+    )

@@ -100,6 +100,8 @@ class RoutedQuery(Event):
     phase: Literal["observation", "learned"]
     estimated_quality: float
     estimated_cost: Dollars
+    reserved_cost: Dollars | None = Field(None, description="the dollars held for this query: the most its answer "
+                                          "may cost (a worker refuses or caps a dearer answer); None: the estimate")
     score: float | None = None
     weights_version: int | None = None
     routed_at: Timestamp
@@ -119,6 +121,8 @@ class Completion(Event):
     response: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     worker: str = Field(max_length=200)
     completed_at: Timestamp
+    refused: str | None = Field(None, max_length=MAX_REASON_CHARS, description="why the worker did not answer "
+                                "(cost 0): e.g. the answer would cost more than the reservation")
 
 
 class UnservedQuery(Event):

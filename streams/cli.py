@@ -148,6 +148,13 @@ def cmd_bench_parity(args: argparse.Namespace) -> int:
     return run_parity(args)
 
 
+def cmd_bench_recovery(args: argparse.Namespace) -> int:
+    """Restart time and memory of the router after streams of several lengths."""
+    from streams.tools.bench_recovery import run_bench_recovery
+
+    return run_bench_recovery(args)
+
+
 def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"service configuration (default {DEFAULT_CONFIG})")
     return parser
@@ -165,6 +172,7 @@ def add_lag_parser(subparsers: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     from router_core import cli as core_cli
+    from streams.tools import bench_recovery
     from streams.tools import chaos as chaos_module
 
     parser = argparse.ArgumentParser(prog="port-router", description="PORT router: stream service and offline tools")
@@ -229,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parity_arguments(parity)
     parity.set_defaults(handler=cmd_bench_parity)
+
+    recovery = _with_config(sub.add_parser("bench-recovery", help="router restart time and memory vs stream length"))
+    bench_recovery.add_arguments(recovery)
+    recovery.set_defaults(handler=cmd_bench_recovery)
 
     chaos = _with_config(sub.add_parser("chaos", help="soak under router kills, a broker restart and a paused worker"))
     chaos_module.add_arguments(chaos)

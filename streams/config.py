@@ -17,7 +17,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from router_core.params import EmbeddingParams, IndexParams, PortParams
+from router_core.params import BudgetParams, EmbeddingParams, IndexParams, PortParams
 
 ENV_PREFIX = "PORT_ROUTER__"
 _TOPIC_CHARS = re.compile(r"[^a-zA-Z0-9._-]")
@@ -157,6 +157,10 @@ class RouterSettings(_Section):
                                           "a dearer one goes to the dlq and the reservation stays held")
     completion_cost_cap: float = Field(0.0, ge=0, le=1e6, description="dollars a completion may always claim, "
                                        "whatever its estimate (set it to the most one answer can cost)")
+    dedup_window_s: float = Field(3600.0, ge=60, le=30 * 86_400, description="decision records are kept this "
+                                  "long (a query delivered again within it gets its decision re-emitted; a "
+                                  "completion within it settles its reservation), then deleted by a tombstone; "
+                                  "cover a crash's redelivery and the slowest worker's completion")
 
 
 class ServiceConfig(_Section):
@@ -168,6 +172,7 @@ class ServiceConfig(_Section):
     port: PortParams = PortParams()
     embedding: EmbeddingParams = EmbeddingParams()
     index: IndexParams = IndexParams()
+    budget: BudgetParams = BudgetParams()
     history: list[str] = Field(min_length=1, description="RouterBench-schema files or directories")
     history_rows: str | None = Field(
         None, description="which rows of the history the index uses: 'split:<seed>:<stream_size>' keeps all but "

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from router_core.budget import within_reservation
 from router_core.history import History
 from schemas import Completion, RoutedQuery
 from streams import kafka, metrics
@@ -46,12 +47,22 @@ class Answer:
     quality: float | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    refused: str | None = None  # why there is no answer (cost 0)
+
+
+class OverReservation(Exception):
+    """The answer would cost more than the query's reservation: the worker refuses it, spending nothing."""
+
+
+def spending_limit(routed: RoutedQuery) -> float:
+    """The most an answer to ``routed`` may cost: its reservation (its estimate for a message without one)."""
+    return routed.estimated_cost if routed.reserved_cost is None else routed.reserved_cost
 
 
 class Backend(Protocol):
-    """Answers a routed query."""
+    """Answers a routed query for at most ``limit`` dollars, or raises OverReservation without spending."""
 
-    def answer(self, routed: RoutedQuery) -> Answer: ...
+    def answer(self, routed: RoutedQuery, limit: float) -> Answer: ...
 
 
 class ReplayBackend:
@@ -62,16 +73,20 @@ class ReplayBackend:
         self.rows = {query_id: row for row, query_id in enumerate(history.ids)}
         self.history = history
 
-    def answer(self, routed: RoutedQuery) -> Answer:
-        """The recorded answer; ids carrying a run prefix (``<prefix>:<id>``) are matched on the id."""
+    def answer(self, routed: RoutedQuery, limit: float) -> Answer:
+        """The recorded answer; ids carrying a run prefix (``<prefix>:<id>``) are matched on the id. A recorded
+        cost beyond ``limit`` is refused (a replayed answer cannot be cut short)."""
         row = self.rows.get(routed.query.id)
         if row is None and ":" in routed.query.id:
             row = self.rows.get(routed.query.id.split(":", 1)[1])
         if row is None:
             log.warning("replay: query %s is not in the history; charging the estimate", routed.query.id)
-            return Answer(cost=routed.estimated_cost, response=None)
+            return Answer(cost=min(routed.estimated_cost, limit), response=None)
+        cost = float(self.history.cost[row, self.column])
+        if not within_reservation(cost, limit):
+            raise OverReservation(f"the recorded answer costs ${cost:.6g}, beyond the reservation ${limit:.6g}")
         responses = self.history.responses
-        return Answer(cost=float(self.history.cost[row, self.column]),
+        return Answer(cost=cost,
                       response=None if responses is None else responses[row][self.column][:32_000],
                       quality=float(self.history.quality[row, self.column]))
 
@@ -86,10 +101,13 @@ class OpenAIBackend:
         self.retries = retries
         self.timeout = timeout
 
-    def answer(self, routed: RoutedQuery) -> Answer:
-        """One chat completion; usage tokens times the configured prices is the cost."""
-        body = json.dumps({"model": self.model.api_model or self.model.name,
-                           "messages": [{"role": "user", "content": routed.query.text or ""}]}).encode()
+    def answer(self, routed: RoutedQuery, limit: float) -> Answer:
+        """One chat completion; usage tokens times the configured prices is the cost. Its ``max_tokens`` keeps
+        the cost within ``limit`` (``output_token_cap``)."""
+        text = routed.query.text or ""
+        max_tokens = output_token_cap(self.model, text, limit)
+        body = json.dumps({"model": self.model.api_model or self.model.name, "max_tokens": max_tokens,
+                           "messages": [{"role": "user", "content": text}]}).encode()
         request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, method="POST",
                                          headers={"Content-Type": "application/json",
                                                   "Authorization": f"Bearer {self.api_key}"})
@@ -120,6 +138,23 @@ class OpenAIBackend:
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
+
+
+PROMPT_TOKEN_OVERHEAD = 64  # tokens of the chat template around the user's text, generously
+
+
+def output_token_cap(model: ModelSettings, text: str, limit: float) -> int | None:
+    """The ``max_tokens`` under which an answer to ``text`` costs at most ``limit`` dollars: the prompt counted
+    at one token per UTF-8 byte (a byte-level tokenizer's worst case) plus the template overhead; None when
+    the model has no output price (nothing to cap). OverReservation when not even one token fits."""
+    if model.price_output_per_token <= 0:
+        return None
+    prompt_bound = (len(text.encode("utf-8")) + PROMPT_TOKEN_OVERHEAD) * model.price_input_per_token
+    tokens = int((limit - prompt_bound) // model.price_output_per_token)
+    if tokens < 1:
+        raise OverReservation(f"the prompt alone may cost ${prompt_bound:.6g}; the reservation ${limit:.6g} leaves "
+                              "no output token")
+    return tokens
 
 
 def served_ids(kafka_conf: dict[str, str], topic: str, model: str, timeout: float = 30.0) -> set[str]:
@@ -208,7 +243,9 @@ class Worker:
             return False
         started = time.monotonic()
         try:
-            answer = self.backend.answer(routed)
+            answer = self.backend.answer(routed, spending_limit(routed))
+        except OverReservation as exc:
+            answer = Answer(cost=0.0, response=None, refused=str(exc))
         except (OSError, RuntimeError, ValueError, KeyError) as exc:  # the backend failed for good
             metrics.record_worker_error(self.model, exc)
             self.dead_letter(record, f"not answered, the reservation stays held: the backend failed: {exc}", producer)
@@ -216,10 +253,13 @@ class Worker:
         completion = Completion(query_id=routed.query.id, model=self.model, partition=routed.partition,
                                 cost=answer.cost, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
                                 latency_s=time.monotonic() - started, quality=answer.quality, response=answer.response,
-                                worker=self.name, completed_at=time.time())
+                                worker=self.name, completed_at=time.time(), refused=answer.refused)
         deliver(producer, Outgoing(self.completions, routed.query.id, completion.model_dump_json().encode(),
                                    partition=routed.partition))
         served.add(routed.query.id)
+        if answer.refused is not None:
+            log.warning("refused %s (its reservation is released): %s", routed.query.id, answer.refused)
+            return False
         metrics.record_completion(self.model, answer.cost, completion.latency_s)
         return True
 

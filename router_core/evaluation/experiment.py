@@ -26,7 +26,7 @@ from router_core.evaluation.replay import Accounting, replay
 from router_core.evaluation.splits import split_budget
 from router_core.history import History
 from router_core.neighbours import exact_neighbours
-from router_core.params import IndexParams, PortParams
+from router_core.params import BudgetParams, IndexParams, PortParams
 from router_core.policies import Stream, create_policy
 from router_core.policies.offline import Opt
 
@@ -44,6 +44,7 @@ class BenchSettings:
     methods: tuple[str, ...] = ("port", "port-paper", "random", "greedy-perf", "greedy-cost", "knn-perf",
                                 "knn-cost", "batchsplit", "opt-estimated", "opt")
     accounting: Accounting = "oracle"
+    reserve_factor: float = BudgetParams().reserve_factor
     estimators: tuple[str, ...] = (PortParams().estimator,)
     drift: bool = False  # the drift split instead of the random one
 
@@ -136,7 +137,8 @@ def run_seed(prepared: PreparedSeed, settings: BenchSettings, params: PortParams
             stream = prepared.stream(budgets)
             for method in settings.methods:
                 policy = create_policy(method, policy_params)
-                result = replay(policy, stream, np.random.default_rng(prepared.seed), settings.accounting)
+                result = replay(policy, stream, np.random.default_rng(prepared.seed), settings.accounting,
+                                reserve_factor=settings.reserve_factor)
                 if np.any(result.spent > budgets * (1 + 1e-9)):
                     raise AssertionError(f"{method} overspent a budget: {result.spent} > {budgets}")
                 row = {
@@ -144,6 +146,7 @@ def run_seed(prepared: PreparedSeed, settings: BenchSettings, params: PortParams
                     "n_test": settings.n_test, "budget_total": float(budgets.sum()),
                     "performance": result.performance, "cost": result.cost, "ppc": result.ppc,
                     "throughput": result.throughput, "accounting": settings.accounting,
+                    "reserve_factor": settings.reserve_factor if settings.accounting == "reserve" else None,
                     "estimator": prepared.estimator, **scores,
                 }
                 if isinstance(policy, Opt):

@@ -3,10 +3,12 @@
 Accounting modes:
 - ``oracle`` (the paper's): a routed query is served if the model's remaining budget
   covers its TRUE cost, which is then charged; otherwise it is lost.
-- ``reserve`` (realistic): routing reserves the ESTIMATED cost (the query is lost if the
-  reservation does not fit); the true cost is known only when the answer completes,
-  ``in_flight`` queries later, and then replaces the reservation. An answer whose true
-  cost does not fit any more is lost (a worker's budget guard), so no limit is exceeded.
+- ``reserve`` (what the service does): routing reserves ``reserve_factor`` x the ESTIMATED cost
+  (``router_core.budget.reservation``; the policy sees the remaining budget, and the query is lost
+  if the reservation does not fit); the answer completes ``in_flight`` queries later. A worker
+  answers only within the reservation (``within_reservation``): a dearer answer is refused, lost
+  and charged nothing, so settled spend never exceeds a limit. Otherwise the true cost replaces
+  the reservation.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from router_core.budget import BudgetLedger
+from router_core.budget import BudgetLedger, within_reservation
 from router_core.policies.base import Policy, Stream
 from router_core.rule import SKIP
 
@@ -42,9 +44,10 @@ class ReplayResult:
 
 
 def replay(policy: Policy, stream: Stream, rng: np.random.Generator, accounting: Accounting = "oracle",
-           in_flight: int = 32) -> ReplayResult:
-    """Route every query of ``stream`` in order with ``policy`` and account for it."""
-    ledger = BudgetLedger(stream.budgets)
+           in_flight: int = 32, reserve_factor: float = 1.0) -> ReplayResult:
+    """Route every query of ``stream`` in order with ``policy`` and account for it (``reserve_factor``
+    applies to ``reserve`` accounting only)."""
+    ledger = BudgetLedger(stream.budgets, reserve_factor if accounting == "reserve" else 1.0)
     policy.start(stream, rng)
     choices = np.full(stream.size, SKIP, dtype=np.int64)
     served = np.zeros(stream.size, dtype=bool)
@@ -60,9 +63,9 @@ def replay(policy: Policy, stream: Stream, rng: np.random.Generator, accounting:
         if accounting == "oracle":
             served[j] = ledger.charge(model, stream.true_cost[j, model])
         else:
-            estimate = float(stream.estimates.cost[j, model])
-            if ledger.reserve(model, estimate):
-                pending.append((j, model, estimate))
+            held = ledger.reserve(model, float(stream.estimates.cost[j, model]))
+            if held is not None:
+                pending.append((j, model, held))
     while pending:
         _settle(pending.popleft(), ledger, stream, served)
     rows = np.flatnonzero(served)
@@ -78,5 +81,8 @@ def replay(policy: Policy, stream: Stream, rng: np.random.Generator, accounting:
 
 
 def _settle(item: tuple[int, int, float], ledger: BudgetLedger, stream: Stream, served: np.ndarray) -> None:
-    j, model, estimate = item
-    served[j] = ledger.settle(model, estimate, float(stream.true_cost[j, model]))
+    """The worker's completion of query ``j``: served within its reservation, or refused for nothing."""
+    j, model, held = item
+    actual = float(stream.true_cost[j, model])
+    served[j] = within_reservation(actual, held)
+    ledger.settle(model, held, actual if served[j] else 0.0)

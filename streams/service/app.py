@@ -44,6 +44,16 @@ def partition_keyed_table_class() -> type:
     return PartitionKeyedTable
 
 
+def changelog_compaction(window_s: float) -> dict[str, str]:
+    """Changelog topic settings under which the tables' size, not the stream's length, bounds a recovery:
+    segments roll within a tenth of the de-duplication window (at most an hour), and a record waits at most as
+    long to be compacted, so compaction drops the superseded records and the expired decisions' tombstones
+    soon after the window."""
+    roll_ms = int(min(window_s / 10, 3600.0) * 1000)
+    return {"cleanup.policy": "compact", "segment.ms": str(roll_ms), "delete.retention.ms": str(roll_ms),
+            "max.compaction.lag.ms": str(roll_ms), "min.cleanable.dirty.ratio": "0.1"}
+
+
 def to_record(event: Any) -> Record:
     """A Faust event as a plain Record."""
     message = event.message
@@ -73,11 +83,17 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
         consumer_metadata_max_age_ms=15_000,
     )
     table_class = partition_keyed_table_class()
-    decisions = app.tables.add(table_class(app, name="decisions", default=None, partitions=partitions,
-                                           help="decision and charge per (input partition, query id)"))
+    compaction = changelog_compaction(config.router.dedup_window_s)
+    decisions = app.tables.add(table_class(
+        app, name="decisions", default=None, partitions=partitions, extra_topic_configs=compaction,
+        help="decision and charge per (input partition, query id), for the de-duplication window"))
+    aggregates = app.tables.add(table_class(app, name="budgets", default=None, partitions=partitions,
+                                            extra_topic_configs=compaction,
+                                            help="budget aggregate per input partition (streams.budget_state)"))
     progress = app.tables.add(table_class(app, name="progress", default=None, partitions=partitions,
+                                          extra_topic_configs=compaction,
                                           help="next input offset to route per input partition"))
-    service = RouterService(config, engine, app.producer, decisions, progress)
+    service = RouterService(config, engine, app.producer, decisions, progress, aggregates)
     register_agents(app, service)
     register_pages(app, service)
     return app
@@ -124,6 +140,10 @@ def register_agents(app: Any, service: RouterService) -> None:
     async def watch_input() -> None:
         await service.watch()
 
+    @app.timer(min(60.0, config.router.dedup_window_s / 10))
+    async def expire_decisions() -> None:
+        await service.expire()
+
 
 def register_pages(app: Any, service: RouterService) -> None:
     """/health, /ready, /state and /metrics on Faust's web server, and the periodic exports. Nothing else is
@@ -135,7 +155,8 @@ def register_pages(app: Any, service: RouterService) -> None:
 
     @app.on_rebalance_complete.connect
     async def tables_recovered(sender: Any, **kwargs: Any) -> None:
-        service.router.rebuild(service.decisions)  # /state and the metrics show the spend before the first batch
+        # /state and the metrics show the spend before the first batch
+        service.router.rebuild(service.decisions, service.aggregates)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -2,13 +2,11 @@
 
 ``prepare`` is pure (safe to run in a worker thread: parsing, embedding, estimation);
 ``decide`` and ``reconcile`` write the decisions mapping (a changelog-backed Faust Table in
-the service) and return the messages to send. Each decision record carries its charge
-(the reserved estimate, replaced by the actual cost once reconciled), so one record per
-query is the whole budget state of that query: a crash can never persist a charge without
-its decision or the reverse. The dollars spent per (partition, model) are the sum of those
-charges, kept in memory and rebuilt from the table after every rebalance. Keys start with
-the input partition (``"<partition>/<query id>"``), so each partition owns its decisions and
-its budget share B_i / P.
+the service) and return the messages to send. Each decision record carries its charge (the
+reservation, replaced by the actual cost once reconciled) with its input offset, and the dollars
+per (partition, model) are kept in memory and saved as compact aggregates (streams.budget_state),
+recovered after every rebalance. Keys start with the input partition
+(``"<partition>/<query id>"``), so each partition owns its decisions and its budget share B_i / P.
 """
 
 from __future__ import annotations
@@ -21,11 +19,13 @@ from typing import Callable, Mapping, MutableMapping, Sequence
 import numpy as np
 from pydantic import ValidationError
 
+from router_core.budget import BudgetLedger
 from router_core.estimator import Estimates
 from schemas import Completion, DeadLetter, ObservationEvent, QueryEvent, RoutedQuery, UnservedQuery
 from schemas.events import MAX_RAW_CHARS
+from streams.service.budget_state import DecisionExpiry, PartitionBudgets
 from streams.service.contracts import Engine, Weights
-from streams.service.ledger import Ledger, key_partition, state_key
+from streams.service.ledger import state_key
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +137,21 @@ def validation_reason(error: ValidationError) -> str:
     return "invalid " + "; ".join(parts)
 
 
+def decision_record(message: Outgoing, model: str | None, held: float, offset: int, decided_at: float) -> dict:
+    """The decisions table's record of one query: the message to re-emit, its charge (the reservation, with
+    ``actual`` and ``settled_by`` set once a completion settles it) and its input offset."""
+    return {"topic": message.topic, "value": message.value.decode(), "model": model, "reserved": held,
+            "actual": None, "offset": offset, "decided_at": decided_at, "settled_by": None}
+
+
 class Router:
     """Routes batches of query records with a RoutingEngine (any :class:`Engine`) under per-partition
     budget shares."""
 
     def __init__(self, engine: Engine, budgets: np.ndarray, partitions: int, topics: TopicNames,
                  weights: Callable[[], Weights | None], seed: int = 0,
-                 cost_bound: CostBound = CostBound()) -> None:
+                 cost_bound: CostBound = CostBound(), reserve_factor: float = 1.0,
+                 dedup_window_s: float = 86_400.0) -> None:
         self.engine = engine
         self.models = engine.models
         self.share = np.asarray(budgets, dtype=np.float64) / partitions
@@ -153,7 +161,8 @@ class Router:
         self.controller = engine.controller(np.asarray(budgets, dtype=np.float64), seed)  # choices only: the
         # optimizer learns the weights with its own controller, the routers follow them
         self.cost_bound = cost_bound
-        self.ledger = Ledger()
+        self.budgets = PartitionBudgets(self.models, self.share, reserve_factor)
+        self.expiry = DecisionExpiry(dedup_window_s)
         self.observed = 0  # observation-phase decisions known to this process
         self.stale = True  # rebuild the ledger from the decisions before the next batch
         self.held: set[int] | None = None  # input partitions assigned to this process (None: all)
@@ -164,31 +173,28 @@ class Router:
         self.stale = True
 
     # -- budget state derived from the decisions ------------------------------------------
-    def rebuild(self, decisions: Mapping[str, dict]) -> None:
-        """Recompute the dollars spent per (partition, model) from the decision records."""
-        ledger = Ledger()
-        for key, decision in decisions.items():
-            if self.held is not None and key_partition(key) not in self.held:
-                continue  # left behind in memory by a partition this process no longer holds
-            if decision and decision.get("model") is not None:
-                ledger.add_record(state_key(key_partition(key), decision["model"]), decision)
-        self.ledger = ledger
+    def rebuild(self, decisions: Mapping[str, dict], aggregates: Mapping[str, dict]) -> None:
+        """Recover the budget state of the held partitions from their aggregates and decision records."""
+        held = self.held if self.held is not None else {int(k.split("/", 1)[0]) for k in (*decisions, *aggregates)}
+        redone = self.budgets.recover(held, aggregates, decisions)
+        self.expiry.reset(decisions, self.held)
         self.stale = False
-        log.info("budget state rebuilt from %d decision records: %d (partition, model) entries",
-                 len(decisions), len(ledger.keys()))
+        log.info("budget state recovered for partitions %s: %d decision records in the window, %d redone beyond "
+                 "the aggregates", sorted(held), len(self.expiry.heap), redone)
 
     def budget_shares(self) -> list[tuple[str, int, float, float, float]]:
         """(model, partition, share limit, reserved, settled) for every held partition and model."""
-        partitions = sorted(self.held if self.held is not None else {key_partition(k) for k in self.ledger.keys()})
-        return [(m, p, float(self.share[i]), self.ledger.reserved.get(state_key(p, m), 0.0),
-                 self.ledger.settled.get(state_key(p, m), 0.0))
+        partitions = sorted(self.held if self.held is not None else self.budgets.ledgers)
+        return [(m, p, float(self.share[i]), float(self.budgets.ledger(p).reserved[i]),
+                 float(self.budgets.ledger(p).spent[i]))
                 for p in partitions for i, m in enumerate(self.models)]
 
     def spent_per_model(self) -> dict[str, float]:
         """Dollars spent per model over the partitions this process holds state for."""
         totals = {m: 0.0 for m in self.models}
-        for key in self.ledger.keys():
-            totals[key.split("/", 1)[1]] += self.ledger.spent(key)
+        for ledger in self.budgets.ledgers.values():
+            for i, m in enumerate(self.models):
+                totals[m] += float(ledger.spent[i] + ledger.reserved[i])
         return totals
 
     # -- validation, embedding, estimation (no state) ---------------------------------------
@@ -242,18 +248,15 @@ class Router:
         return vectors, time.perf_counter() - started
 
     # -- decisions (mutate state) ---------------------------------------------------------
-    def remaining(self, partition: int) -> np.ndarray:
-        """Dollars left of each model's share in ``partition``."""
-        return self.share - np.array([self.ledger.spent(state_key(partition, m)) for m in self.models])
-
-    def decide(self, batch: Prepared, decisions: MutableMapping[str, dict]) -> tuple[list[Outgoing], list[Outgoing]]:
+    def decide(self, batch: Prepared, decisions: MutableMapping[str, dict], aggregates: Mapping[str, dict]
+               ) -> tuple[list[Outgoing], list[Outgoing]]:
         """Decide every new query of the batch and record each decision with its reservation.
 
         Returns (decision messages, observation messages: one per new decision, for the optimizer).
         A query id decided before gets its stored decision re-emitted, with no new charge.
         """
         if self.stale:
-            self.rebuild(decisions)
+            self.rebuild(decisions, aggregates)
         weights = self.weights()
         gamma = self.gamma_of(weights)
         emitted: list[Outgoing] = []
@@ -271,7 +274,8 @@ class Router:
         for partition, rows in by_partition.items():
             rows = self.first_of_each_id(batch.queries, rows)
             est = Estimates(batch.estimates.quality[rows], batch.estimates.cost[rows])  # type: ignore[union-attr]
-            remaining = self.remaining(partition)
+            ledger = self.budgets.ledger(partition)
+            remaining = ledger.remaining()
             self.controller.follow(gamma)
             choices, scores = self.controller.choices(est, remaining, self.rng)
             phase = "observation" if gamma is None else "learned"
@@ -279,16 +283,13 @@ class Router:
                 query = batch.queries[row]
                 if gamma is None:
                     self.observed += 1
-                message, cost, model = self.outcome(query, partition, est, j, int(choices[j]), float(scores[j]),
-                                                    remaining, phase, weights)
-                if model is not None:
-                    remaining[self.models.index(model)] -= cost
-                    self.ledger.reserve(state_key(partition, model), cost)
-                decisions[state_key(partition, query.id)] = {
-                    "topic": message.topic, "value": message.value.decode(), "model": model,
-                    "reserved": cost, "actual": None,
-                }
-                observed.append(self.observation(query, partition, est, j, phase, self.share - remaining))
+                message, held, model = self.outcome(query, partition, est, j, int(choices[j]), float(scores[j]),
+                                                    ledger, phase, weights)
+                now = time.time()
+                key = state_key(partition, query.id)
+                decisions[key] = decision_record(message, model, held, batch.records[row].offset, now)
+                self.expiry.add(key, now)
+                observed.append(self.observation(query, partition, est, j, phase, ledger.spent + ledger.reserved))
                 emitted.append(message)
         return emitted, observed
 
@@ -323,21 +324,23 @@ class Router:
         return Outgoing(self.topics.observations, query.id, event.model_dump_json().encode())
 
     def outcome(self, query: QueryEvent, partition: int, est: Estimates, j: int, choice: int, score: float,
-                remaining: np.ndarray, phase: str, weights: Weights | None
+                ledger: BudgetLedger, phase: str, weights: Weights | None
                 ) -> tuple[Outgoing, float, str | None]:
-        """(message, reserved dollars, model or None) for one query's choice."""
+        """(message, reserved dollars, model or None) for one query's choice; a routed query's reservation
+        is held in ``ledger``."""
         version = None if weights is None else weights.version
         now = time.time()
-        if choice >= 0 and est.cost[j, choice] <= remaining[choice]:
+        held = ledger.reserve(choice, float(est.cost[j, choice])) if choice >= 0 else None
+        if held is not None:
             model = self.models[choice]
-            cost = float(est.cost[j, choice])
             routed = RoutedQuery(query=query, model=model, partition=partition, phase=phase,
-                                 estimated_quality=float(est.quality[j, choice]), estimated_cost=cost,
-                                 score=score if np.isfinite(score) else None, weights_version=version, routed_at=now)
+                                 estimated_quality=float(est.quality[j, choice]), estimated_cost=float(est.cost[j, choice]),
+                                 reserved_cost=held, score=score if np.isfinite(score) else None,
+                                 weights_version=version, routed_at=now)
             return (Outgoing(self.topics.routed[model], query.id, routed.model_dump_json().encode(),
-                             label=("routed", f"{model}/{phase}")), cost, model)
-        if choice >= 0 or not np.any(est.cost[j] <= remaining):
-            reason, detail = "no-budget", "no chosen model's remaining budget share covers the estimated cost"
+                             label=("routed", f"{model}/{phase}")), held, model)
+        if choice >= 0 or not np.any(est.cost[j] <= ledger.remaining()):
+            reason, detail = "no-budget", "the chosen model's remaining budget share does not cover the reservation"
         elif phase == "observation":
             reason, detail = "observation-skip", "the observation phase drew 'skip' (or declined: no model scores above zero under the history prior)"
         else:
@@ -359,8 +362,8 @@ class Router:
             log.warning("completion of %s by %s on partition %d matches no decision: ignored",
                         completion.query_id, completion.model, record.partition)
             return []
-        if decision["actual"] is not None:
-            return []
+        if self.budgets.applied(record.partition, record.offset) or decision["actual"] is not None:
+            return []  # in the sums already, or a second completion of the query
         bound = self.cost_bound.limit(decision["reserved"])
         if not completion.cost <= bound:
             reason = (f"completion of {completion.query_id} by {completion.model} claims ${completion.cost:.6g}, beyond "
@@ -368,7 +371,11 @@ class Router:
                       f"${decision['reserved']:.6g}, cap ${self.cost_bound.cap:g})); the reservation stays held")
             log.warning("dlq: %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
             return [dead_letter(self.topics.dlq, record, reason)]
-        decisions[key] = {**decision, "actual": completion.cost}
+        if completion.cost > decision["reserved"]:
+            log.error("completion of %s by %s claims $%.6g, beyond its reservation $%.6g: the worker broke the budget "
+                      "rule; charged in full", completion.query_id, completion.model, completion.cost,
+                      decision["reserved"])
+        decisions[key] = {**decision, "actual": completion.cost, "settled_by": record.offset}
         if not self.stale:
-            self.ledger.settle(state_key(record.partition, completion.model), decision["reserved"], completion.cost)
+            self.budgets.settle(record.partition, completion.model, decision["reserved"], completion.cost, record.offset)
         return []

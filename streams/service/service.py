@@ -1,7 +1,7 @@
 """The router process's stream work, between Faust's agents and the per-batch Router.
 
 One ``RouterService`` per process holds the Router, the weights watcher, the optimizer and
-the two changelog-backed tables (decisions, progress). ``streams.service.app`` wires its methods
+the three changelog-backed tables (decisions, budgets, progress). ``streams.service.app`` wires its methods
 to Faust agents, pages and timers.
 """
 
@@ -19,6 +19,7 @@ from streams.service import telemetry
 from streams import topics as T
 from streams.service.batch_stages import BatchStages, Stopwatch
 from streams.config import ServiceConfig, topic_name
+from streams.service.budget_state import aggregate_key
 from streams.service.data import budgets_in_order
 from streams.service.ledger import state_key
 from streams.service.query_input import InputPositions, QueryInput
@@ -50,11 +51,13 @@ class RouterService:
     """Routes micro-batches read from the positions the service owns; persists, then sends."""
 
     def __init__(self, config: ServiceConfig, engine: RoutingEngine, producer: Any,
-                 decisions: MutableMapping[str, Any], progress: MutableMapping[str, Any]) -> None:
+                 decisions: MutableMapping[str, Any], progress: MutableMapping[str, Any],
+                 aggregates: MutableMapping[str, Any]) -> None:
         self.config = config
         self.producer = producer  # Faust's producer: the changelog writes go through it too
         self.decisions = decisions
         self.progress = progress
+        self.aggregates = aggregates
         self.kafka_conf = config.kafka.confluent()
         self.names = topic_names(config)
         self.queries_topic = config.topics.name(T.QUERIES)
@@ -62,7 +65,8 @@ class RouterService:
         self.watcher = WeightsWatcher(self.kafka_conf, config.topics.name(T.WEIGHTS), engine.models)
         self.router = Router(engine, self.budgets, config.topics.query_partitions, self.names, self.watcher.latest,
                              seed=config.router.seed, cost_bound=CostBound(config.router.completion_cost_factor,
-                                                                           config.router.completion_cost_cap))
+                                                                           config.router.completion_cost_cap),
+                             reserve_factor=config.budget.reserve_factor, dedup_window_s=config.router.dedup_window_s)
         self.optimizer = Optimizer(engine, self.budgets, self.kafka_conf, self.names.observations,
                                    config.topics.name(T.WEIGHTS), self.watcher)
         self.positions = InputPositions()
@@ -204,7 +208,7 @@ class RouterService:
         started = time.perf_counter()
         prepared = await asyncio.get_running_loop().run_in_executor(None, self.router.prepare, records)
         watch.lap("prepare")
-        emitted, observed = self.router.decide(prepared, self.decisions)
+        emitted, observed = self.router.decide(prepared, self.decisions, self.aggregates)
         telemetry.record_batch(prepared, emitted, time.perf_counter() - started)
         watch.lap("decide")
         await self.producer.flush()  # decisions and reservations reach the changelog first
@@ -213,6 +217,7 @@ class RouterService:
         watch.lap("send")
         moved = self.positions.advance(records)
         for partition, offset in moved.items():
+            self.aggregates[aggregate_key(partition)] = self.router.budgets.snapshot(partition, offset)
             self.progress[progress_key(partition)] = offset
         assert self.input is not None
         self.input.commit_hint(moved)
@@ -253,6 +258,16 @@ class RouterService:
             log.error("input stalled for more than %.0fs on partitions %s: /health fails",
                       2 * self.config.router.stall_timeout_s, sorted(self.watchdog.stalled_seconds()))
         metrics.record_input_stalls(self.watchdog.stalled_seconds(), partitions, self.watchdog.healthy())
+
+    async def expire(self) -> None:
+        """Delete the decision records past the de-duplication window (tombstones; their charges stay in the
+        aggregates)."""
+        async with self.lock:
+            if not self.router.stale:
+                deleted = self.router.expiry.expire(self.decisions, time.time(), self.positions.held())
+                if deleted:
+                    log.info("deleted %d decision records past the %.0fs de-duplication window", deleted,
+                             self.config.router.dedup_window_s)
 
     async def reconcile(self, record: Record) -> None:
         """Apply one completion to the budget state."""

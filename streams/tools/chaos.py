@@ -118,18 +118,17 @@ def decisions_by_id(tally: OutcomeTally) -> dict[str, set[str]]:
 def share_usage(config: ServiceConfig, tally: OutcomeTally) -> tuple[int, float]:
     """(number of (partition, model) shares whose charges exceed B_i / P, the largest fraction used).
 
-    A query is routed only if its estimate fits in what its share has left, counting the other
-    queries at their estimate until their completion arrives and at their actual cost after.
-    So, whatever the order of completions, the sum over routed queries of min(actual, estimate)
-    (the estimate while no completion arrived) can never exceed the share: that is checked."""
+    A query is routed only if its reservation fits in what its share has left, counting the other
+    queries at their reservation until their completion arrives and at their actual cost after, and a
+    worker never spends more than a reservation. So the sum over routed queries of the actual cost
+    (the reservation while no completion arrived) can never exceed the share: that is checked."""
     charged: dict[tuple[int, str], float] = {}
     first: dict[str, dict[str, Any]] = {}
     for message in tally.routed_messages:
         first.setdefault(message["query"]["id"], message)
     for query_id, message in first.items():
         completion = tally.completions.get(query_id)
-        estimate = message["estimated_cost"]
-        cost = estimate if completion is None else min(estimate, completion["cost"])
+        cost = message["reserved_cost"] if completion is None else completion["cost"]
         key = (message["partition"], message["model"])
         charged[key] = charged.get(key, 0.0) + cost
     partitions = config.topics.query_partitions

@@ -117,12 +117,12 @@ def first_decisions(tally: OutcomeTally) -> dict[str, dict[str, Any]]:
 
 
 def assert_budgets(config: ServiceConfig, tally: OutcomeTally) -> dict[str, float]:
-    """Reserved dollars per (partition, model) never exceed the share B_i / P; returns totals per model."""
+    """Reservations per (partition, model) never exceed the share B_i / P; returns totals per model."""
     partitions = config.topics.query_partitions
     reserved: dict[tuple[int, str], float] = {}
     for message in first_decisions(tally).values():
         key = (message["partition"], message["model"])
-        reserved[key] = reserved.get(key, 0.0) + message["estimated_cost"]
+        reserved[key] = reserved.get(key, 0.0) + message["reserved_cost"]
     for (partition, model), dollars in reserved.items():
         share = config.model(model).budget / partitions
         assert dollars <= share * (1 + 1e-9), f"{model} on partition {partition}: reserved {dollars} > share {share}"

@@ -31,22 +31,25 @@ def test_longest_stall_counts_only_time_with_a_query_waiting() -> None:
     assert longest_stall(produced, [7.0, 7.1, 7.2, 10.1]) == (7.0, 0.0)
 
 
-def routed(query_id: str, model: str, partition: int, estimate: float) -> dict:
-    return {"query": {"id": query_id}, "model": model, "partition": partition, "estimated_cost": estimate}
+def routed(query_id: str, model: str, partition: int, reservation: float) -> dict:
+    return {"query": {"id": query_id}, "model": model, "partition": partition, "estimated_cost": reservation / 2,
+            "reserved_cost": reservation}
 
 
-def test_share_usage_checks_min_of_actual_and_estimate() -> None:
+def test_share_usage_counts_actual_costs_and_the_reservations_still_held() -> None:
     config = load_config(REPO / "examples" / "config.yaml", {})
     model = config.models[0]
     share = model.budget / config.topics.query_partitions
     tally = OutcomeTally()
     tally.routed_messages = [routed("a", model.name, 0, 0.6 * share), routed("b", model.name, 0, 0.6 * share)]
-    assert share_usage(config, tally)[0] == 1  # two estimates over the share
+    assert share_usage(config, tally)[0] == 1  # two reservations over the share
     tally.completions = {"a": {"cost": 0.3 * share}}  # a settled cheaper, freeing room for b
     overruns, used = share_usage(config, tally)
     assert overruns == 0 and abs(used - 0.9) < 1e-9
     tally.routed_messages.append(routed("a", model.name, 0, 0.6 * share))  # a re-emission is not a new charge
     assert share_usage(config, tally)[0] == 0
+    tally.completions["b"] = {"cost": 0.75 * share}  # settled spend itself over the share is found
+    assert share_usage(config, tally)[0] == 1
 
 
 def test_two_different_decisions_for_one_id_are_found() -> None:

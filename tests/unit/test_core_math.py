@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router_core.budget import BudgetLedger
+from router_core.budget import BudgetLedger, within_reservation
 from router_core.dual import dual_objective, solve_lbfgsb, solve_lp
 from router_core.errors import ConfigurationError
 from router_core.estimator import neighbour_means
@@ -48,14 +48,16 @@ def test_lp_without_skip_stays_bounded_when_a_budget_is_spent():
 
 
 def test_ledger_never_goes_over_a_limit():
-    ledger = BudgetLedger(np.array([1.0, 2.0]))
-    assert ledger.reserve(0, 0.6)
-    assert not ledger.reserve(0, 0.5)
+    ledger = BudgetLedger(np.array([1.0, 2.0]), reserve_factor=2.0)
+    assert ledger.reserve(0, 0.3) == 0.6  # the reservation is 2 x the estimate
+    assert ledger.reserve(0, 0.25) is None  # 0.5 more does not fit
     assert not ledger.charge(0, 0.5)
-    assert ledger.settle(0, 0.6, 0.9)  # actual 0.9 fits the 1.0 limit once the 0.6 is released
-    assert not ledger.settle(1, 0.0, 2.5)
-    np.testing.assert_allclose(ledger.spent, [0.9, 0.0])
-    np.testing.assert_allclose(ledger.remaining(), [0.1, 2.0])
+    assert within_reservation(0.55, 0.6) and not within_reservation(0.61, 0.6)
+    ledger.settle(0, 0.6, 0.55)  # the answer within its reservation replaces it
+    np.testing.assert_allclose(ledger.spent, [0.55, 0.0])
+    np.testing.assert_allclose(ledger.remaining(), [0.45, 2.0])
+    with pytest.raises(ValueError, match="at least 1"):
+        BudgetLedger(np.array([1.0]), reserve_factor=0.5)
 
 
 def test_budget_aware_rule_spends_within_the_batch():

@@ -17,7 +17,7 @@ from streams.service.router import CostBound, Record, Router, TopicNames, finite
 from streams.service.weights import align_weights
 from streams.worker import Worker
 
-from test_stream_router import FakeEngine, Weights, record
+from test_stream_router import FakeEngine, Weights, record, reserved, settled
 
 
 def router(factor: float = 10.0, cap: float = 0.0) -> Router:
@@ -57,13 +57,13 @@ def completion(cost: float, query_id: str = "q1") -> bytes:
 
 def test_a_completion_beyond_the_plausible_bound_is_a_dead_letter_and_the_reservation_stays() -> None:
     r, decisions = router(factor=10.0, cap=0.5), {}
-    r.decide(r.prepare([record("q1")]), decisions)  # reserves 2.0 on m1
+    r.decide(r.prepare([record("q1")]), decisions, {})  # reserves 2.0 on m1
     for cost in (1e6, 1e308, 20.000001):
         dead = r.reconcile(Record("completions", 0, 0, b"q1", completion(cost)), decisions)
         assert len(dead) == 1 and "plausible bound $20" in json.loads(dead[0].value)["reason"]
-    assert r.ledger.reserved == {"0/m1": 2.0} and decisions["0/q1"]["actual"] is None
+    assert reserved(r) == {"0/m1": 2.0} and decisions["0/q1"]["actual"] is None
     assert r.reconcile(Record("completions", 0, 0, b"q1", completion(20.0)), decisions) == []
-    assert r.ledger.settled == {"0/m1": 20.0}
+    assert settled(r) == {"0/m1": 20.0}
 
 
 def test_the_absolute_cap_admits_costs_above_a_tiny_estimate() -> None:

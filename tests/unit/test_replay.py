@@ -24,11 +24,11 @@ class Scripted(Policy):
         return self.plan[j]
 
 
-def hand_stream() -> Stream:
+def hand_stream(budgets: tuple[float, float] = (3.0, 1.0)) -> Stream:
     true_quality = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
     true_cost = np.array([[2.0, 1.0], [2.0, 1.0], [2.0, 1.0], [2.0, 1.0]])
     est = Estimates(true_quality, np.array([[1.0, 1.0]] * 4))
-    return Stream(est, est, est, true_quality, true_cost, np.array([3.0, 1.0]), 1.0)
+    return Stream(est, est, est, true_quality, true_cost, np.array(budgets), 1.0)
 
 
 def test_oracle_accounting_by_hand():
@@ -41,12 +41,38 @@ def test_oracle_accounting_by_hand():
 
 
 def test_reserve_accounting_by_hand():
-    # Reservations use the estimate (1.0). With 2 answers in flight: q0 and q1 both reserve
-    # 1.0 on model 0 (2 of 3 held); q0 settles at true cost 2 when q2 arrives (2 + 1 held = 3);
-    # q1 settles at true cost 2 when q3 arrives: 2 spent + 2 > 3, so it is lost.
-    result = replay(Scripted([0, 0, SKIP, 1]), hand_stream(), np.random.default_rng(0), "reserve", in_flight=2)
+    # Estimates are 1.0, true costs 2.0 on model 0 and 1.0 on model 1; reservations are 2 x the estimate.
+    # q0 holds 2 of model 0's 3; q1's reservation (2) does not fit the 1 left: lost; q2 skips; q3 holds 2 of
+    # model 1's 2. q0 (true cost 2) and q3 (1) complete within their reservations: served.
+    result = replay(Scripted([0, 0, SKIP, 1]), hand_stream((3.0, 2.0)), np.random.default_rng(0), "reserve",
+                    in_flight=2, reserve_factor=2.0)
     assert result.served.tolist() == [True, False, False, True]
     np.testing.assert_allclose(result.spent, [2.0, 1.0])
+
+
+def test_reserving_the_estimate_alone_refuses_every_dearer_answer():
+    # Reservations of 1.0 (the estimate): q0 and q1 hold 2 of model 0's 3, but their answers cost 2 > 1: the
+    # worker refuses them and nothing is charged; q3's answer costs its reservation: served.
+    result = replay(Scripted([0, 0, SKIP, 1]), hand_stream(), np.random.default_rng(0), "reserve", in_flight=2,
+                    reserve_factor=1.0)
+    assert result.served.tolist() == [False, False, False, True]
+    np.testing.assert_allclose(result.spent, [0.0, 1.0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), budget_scale=st.floats(0.05, 3.0), factor=st.floats(1.0, 4.0))
+def test_settled_spend_stays_within_budgets_when_every_answer_costs_more_than_its_estimate(seed, budget_scale, factor):
+    stream = random_stream(n=60, m=3, seed=seed, budget_scale=budget_scale)
+    overrun = np.random.default_rng(seed).uniform(1.01, 3.0, size=stream.true_cost.shape)
+    stream = Stream(stream.estimates, stream.exact_estimates, stream.history_estimates, stream.true_quality,
+                    stream.estimates.cost * overrun, stream.budgets, stream.cost_scale)
+    for name in ("port", "greedy-perf", "opt-estimated"):
+        result = replay(create_policy(name, PortParams(n_expected=60, eps=0.1)), stream, np.random.default_rng(seed),
+                        "reserve", in_flight=4, reserve_factor=factor)
+        assert np.all(result.spent <= stream.budgets * (1 + 1e-12)), name
+        served = result.served
+        assert np.all(stream.true_cost[served, result.choices[served]] <= factor * stream.estimates.cost[
+            served, result.choices[served]] * (1 + 1e-12)), name
 
 
 @settings(max_examples=25, deadline=None)

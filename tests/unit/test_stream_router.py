@@ -55,6 +55,18 @@ def router(budgets: tuple[float, float] = (4.0, 8.0), partitions: int = 2) -> Ro
     return Router(FakeEngine(), np.array(budgets), partitions, topics, lambda: Weights())
 
 
+def reserved(r: Router) -> dict[str, float]:
+    """Non-zero reservations per "<partition>/<model>"."""
+    return {f"{p}/{m}": float(v) for p, ledger in r.budgets.ledgers.items() for m, v in zip(r.models, ledger.reserved)
+            if v}
+
+
+def settled(r: Router) -> dict[str, float]:
+    """Non-zero settled dollars per "<partition>/<model>"."""
+    return {f"{p}/{m}": float(v) for p, ledger in r.budgets.ledgers.items() for m, v in zip(r.models, ledger.spent)
+            if v}
+
+
 def record(query_id: str, partition: int = 0, offset: int = 0, value: bytes | None = None) -> Record:
     if value is None:
         value = QueryEvent(id=query_id, embedding=[1.0, 0.0]).model_dump_json().encode()
@@ -63,32 +75,35 @@ def record(query_id: str, partition: int = 0, offset: int = 0, value: bytes | No
 
 def test_budget_share_per_partition_is_never_exceeded() -> None:
     r, decisions = router(), {}
-    emitted, _ = r.decide(r.prepare([record(f"q{i}", partition=0, offset=i) for i in range(6)]), decisions)
+    emitted, _ = r.decide(r.prepare([record(f"q{i}", partition=0, offset=i) for i in range(6)]), decisions, {})
     topics = [m.topic for m in emitted]
     # partition 0 owns half of each budget: m1 4.0 (two queries), m0 2.0 (two queries), then none
     assert topics == ["routed.m1"] * 2 + ["routed.m0"] * 2 + ["unserved"] * 2
-    assert r.ledger.reserved == {"0/m1": 4.0, "0/m0": 2.0}
+    assert reserved(r) == {"0/m1": 4.0, "0/m0": 2.0}
     assert json.loads(emitted[-1].value)["reason"] == "no-budget"
 
 
 def test_a_redelivered_query_gets_its_decision_again_without_a_new_charge() -> None:
     r, decisions = router(), {}
-    first, _ = r.decide(r.prepare([record("q1")]), decisions)
-    again, _ = r.decide(r.prepare([record("q1"), record("q1")]), decisions)
+    first, _ = r.decide(r.prepare([record("q1")]), decisions, {})
+    again, _ = r.decide(r.prepare([record("q1"), record("q1")]), decisions, {})
     assert [m.value for m in again] == [first[0].value] * 2
-    assert r.ledger.reserved == {"0/m1": 2.0}
+    assert reserved(r) == {"0/m1": 2.0}
 
 
 def test_reconcile_replaces_the_reservation_once_and_rebuild_agrees() -> None:
     r, decisions = router(), {}
-    r.decide(r.prepare([record("q1", partition=1)]), decisions)
-    completion = json.dumps({"query_id": "q1", "model": "m1", "partition": 1, "cost": 0.5, "latency_s": 0.1,
-                             "worker": "w", "completed_at": 1.0}).encode()
-    for _ in range(2):
-        assert r.reconcile(Record("completions", 1, 0, b"q1", completion), decisions) == []
-    assert r.ledger.spent("1/m1") == 0.5 and r.ledger.settled == {"1/m1": 0.5}
-    r.rebuild(decisions)
-    assert r.ledger.reserved == {} and r.ledger.settled == {"1/m1": 0.5}
+    r.decide(r.prepare([record("q1", partition=1)]), decisions, {})
+    for offset in (0, 0, 1):  # the same completion delivered again, then a second completion of the query
+        assert r.reconcile(Record("completions", 1, offset, b"q1", completion("q1", 0.5, partition=1)), decisions) == []
+    assert reserved(r) == {} and settled(r) == {"1/m1": 0.5}
+    r.rebuild(decisions, {})
+    assert reserved(r) == {} and settled(r) == {"1/m1": 0.5}
+
+
+def completion(query_id: str, cost: float, partition: int = 0, model: str = "m1") -> bytes:
+    return json.dumps({"query_id": query_id, "model": model, "partition": partition, "cost": cost,
+                       "latency_s": 0.1, "worker": "w", "completed_at": 1.0}).encode()
 
 
 def test_invalid_records_become_dead_letters_with_reasons() -> None:

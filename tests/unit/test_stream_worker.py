@@ -16,7 +16,7 @@ import pytest
 from router_core.history import History
 from schemas import QueryEvent, RoutedQuery
 from streams.config import ModelSettings
-from streams.worker import OpenAIBackend, ReplayBackend
+from streams.worker import OpenAIBackend, OverReservation, ReplayBackend, output_token_cap
 
 
 def routed(query_id: str = "q1", model: str = "m") -> RoutedQuery:
@@ -28,9 +28,11 @@ def test_replay_answers_with_the_recorded_cost_quality_and_response() -> None:
     history = History(ids=("q1",), prompts=("2+2?",), tasks=("t",), models=("a", "m"),
                       quality=np.array([[0.0, 1.0]]), cost=np.array([[0.5, 0.25]]), responses=(("x", "4"),))
     backend = ReplayBackend(history, "m")
-    answer = backend.answer(routed("run1:q1"))
+    answer = backend.answer(routed("run1:q1"), 0.25)
     assert (answer.cost, answer.quality, answer.response) == (0.25, 1.0, "4")
-    assert backend.answer(routed("unknown")).cost == 0.01  # not in the history: the estimate
+    assert backend.answer(routed("unknown"), 1.0).cost == 0.01  # not in the history: the estimate
+    with pytest.raises(OverReservation, match="beyond the reservation"):
+        backend.answer(routed("q1"), 0.2499)  # the recorded answer costs more than the reservation: refused
 
 
 @pytest.fixture()
@@ -69,8 +71,20 @@ def test_openai_backend_retries_and_prices_the_tokens(stub_server, monkeypatch) 
     monkeypatch.setenv("OPENAI_API_KEY", "secret")
     model = ModelSettings(name="m", budget=1.0, price_input_per_token=1e-6, price_output_per_token=3e-6,
                           api_model="gpt-x")
-    answer = OpenAIBackend(model, retries=3).answer(routed())
+    answer = OpenAIBackend(model, retries=3).answer(routed(), 1.0)
     assert len(calls) == 2 and calls[1]["path"] == "/v1/chat/completions"
     assert calls[1]["body"]["model"] == "gpt-x" and calls[1]["auth"] == "Bearer secret"
+    assert calls[1]["body"]["max_tokens"] == output_token_cap(model, "2+2?", 1.0)
     assert answer.cost == pytest.approx(10 * 1e-6 + 2 * 3e-6)
     assert (answer.response, answer.input_tokens, answer.output_tokens) == ("4", 10, 2)
+
+
+def test_the_api_workers_output_cap_keeps_the_worst_case_cost_within_the_reservation() -> None:
+    model = ModelSettings(name="m", budget=1.0, price_input_per_token=1e-6, price_output_per_token=3e-6)
+    text = "héllo"  # 6 UTF-8 bytes
+    tokens = output_token_cap(model, text, 1e-3)
+    worst = (6 + 64) * 1e-6 + tokens * 3e-6
+    assert worst <= 1e-3 < worst + 3e-6
+    with pytest.raises(OverReservation, match="no output token"):
+        output_token_cap(model, text, 70e-6)
+    assert output_token_cap(ModelSettings(name="free", budget=1.0), text, 1e-9) is None
