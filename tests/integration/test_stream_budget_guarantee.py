@@ -35,13 +35,13 @@ def _environment() -> None:
 
 
 def overrun_history(config_path: Path, directory: Path, queries: list, seed: int) -> tuple[Path, np.ndarray]:
-    """A worker configuration whose replay history gives every query, on every model, a true cost of 1.2 to 3
+    """A worker configuration whose replay history gives every query, on every model, a true cost of 1.05 to 2.5
     times the router's estimate; returns it with the (query, model) true costs."""
     config = load_config(config_path, {})
     engine, _ = load_engine(config)
     vectors = np.stack([unit_embedding(q.embedding) for q in queries])
     estimates = engine.estimate(vectors, [None] * len(queries), [None] * len(queries))
-    true_cost = estimates.cost * np.random.default_rng(seed).uniform(1.2, 3.0, size=estimates.cost.shape)
+    true_cost = estimates.cost * np.random.default_rng(seed).uniform(1.05, 2.5, size=estimates.cost.shape)
     frame = pd.DataFrame({"sample_id": [q.id for q in queries], "prompt": ["['q']"] * len(queries),
                           "eval_name": ["t"] * len(queries)})
     for i, model in enumerate(engine.models):
