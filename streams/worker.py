@@ -106,7 +106,8 @@ class OpenAIBackend:
         the cost within ``limit`` (``output_token_cap``)."""
         text = routed.query.text or ""
         max_tokens = output_token_cap(self.model, text, limit)
-        body = json.dumps({"model": self.model.api_model or self.model.name, "max_tokens": max_tokens,
+        cap = {} if max_tokens is None else {"max_tokens": max_tokens}
+        body = json.dumps({"model": self.model.api_model or self.model.name, **cap,
                            "messages": [{"role": "user", "content": text}]}).encode()
         request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, method="POST",
                                          headers={"Content-Type": "application/json",

@@ -35,13 +35,13 @@ def _environment() -> None:
 
 
 def overrun_history(config_path: Path, directory: Path, queries: list, seed: int) -> tuple[Path, np.ndarray]:
-    """A worker configuration whose replay history gives every query, on every model, a true cost of 1.2 to 3
+    """A worker configuration whose replay history gives every query, on every model, a true cost of 1.05 to 2.5
     times the router's estimate; returns it with the (query, model) true costs."""
     config = load_config(config_path, {})
     engine = load_engine(config)
     vectors = np.stack([unit_embedding(q.embedding) for q in queries])
     estimates = engine.estimate(vectors, [None] * len(queries), [None] * len(queries))
-    true_cost = estimates.cost * np.random.default_rng(seed).uniform(1.2, 3.0, size=estimates.cost.shape)
+    true_cost = estimates.cost * np.random.default_rng(seed).uniform(1.05, 2.5, size=estimates.cost.shape)
     frame = pd.DataFrame({"sample_id": [q.id for q in queries], "prompt": ["['q']"] * len(queries),
                           "eval_name": ["t"] * len(queries)})
     for i, model in enumerate(engine.models):
@@ -82,8 +82,13 @@ def test_settled_spend_stays_within_every_share_when_every_answer_costs_more_tha
             assert message["estimated_cost"] < completion["cost"] <= message["reserved_cost"]
         assert all(c["cost"] == 0.0 for c in refused)
         # settled spend per (input partition, model) never exceeds the share B_i / P
-        overruns, used = share_usage(config, tally)
-        assert overruns == 0 and used > 0.5, used
+        overruns, _ = share_usage(config, tally)
+        assert overruns == 0
+        held: dict[tuple[int, str], float] = {}  # the budgets bind: some share was fully reserved at some point
+        for message in routed.values():
+            key = (message["partition"], message["model"])
+            held[key] = held.get(key, 0.0) + message["reserved_cost"]
+        assert max(dollars / (config.model(m).budget / 2) for (_, m), dollars in held.items()) > 0.8
         # the test can fail: had the workers answered every routed query, some share would be overspent
         would_spend: dict[tuple[int, str], float] = {}
         for query_id, message in routed.items():
