@@ -38,7 +38,8 @@ from streams import processes
 from streams.config import ServiceConfig, load_config
 from streams.tools.outcomes import OutcomeTally, follow_outcomes
 from streams.tools.processes import REPO, ServiceProcess
-from streams.topics import QUERIES, WEIGHTS, create_topics, topic_size
+from streams.kafka import topic_size
+from streams.topics import QUERIES, WEIGHTS, create_topics
 
 log = logging.getLogger(__name__)
 

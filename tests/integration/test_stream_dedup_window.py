@@ -14,7 +14,7 @@ import yaml
 
 from streams.service.app import app_id
 from streams.config import load_config
-from streams.topics import read_to_end
+from streams.kafka import read_to_end
 
 from stream_harness import assert_accounting, assert_budgets, assert_state_matches, outcomes, produce, \
     random_queries, require_environment, router_process, write_config
