@@ -34,7 +34,7 @@ from router_core.policies import Stream
 from router_core.policies.base import Policy
 from router_core.rule import SKIP
 from schemas import QueryEvent
-from streams import processes
+from streams.tools import processes
 from streams.config import ServiceConfig, load_config
 from streams.tools.outcomes import OutcomeTally, follow_outcomes
 from streams.tools.processes import REPO, ServiceProcess
@@ -136,14 +136,14 @@ def run_stream(config_path: Path, events: list[QueryEvent], timeout: float, log_
 
 def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[str, Any]]:
     """One row per (seed, split, factor): offline ``port`` (reserve accounting) and the stream."""
-    from router_core.embedding import Embedder
+    from router_core.embedders import create_embedder
     from router_core.engine import learn_prefixes
     from router_core.evaluation.experiment import prepare_seed, test_split
     from router_core.history import load_history
     from router_core.policies import create_policy
 
     data, _ = load_history(base.history)
-    embedder = Embedder(base.embedding)
+    embedder = create_embedder(base.embedding)
     models = tuple(data.models)
     params = base.port.model_copy(update={"n_expected": args.n_test})
     for seed in args.seeds:

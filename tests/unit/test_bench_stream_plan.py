@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams import bench
+from streams.tools import bench_stream as bench
 from streams.config import load_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "config.yaml"
