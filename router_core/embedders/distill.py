@@ -77,6 +77,8 @@ def distill_static(teacher: str, out: Path, pca_dims: int = DEFAULT_PCA_DIMS,
                               settings=settings, versions=_versions(),
                               files={name: file_hash(staging / name) for name in CONTENT_FILES})
     (staging / MANIFEST_FILE).write_text(manifest.to_json())
+    for name in (*CONTENT_FILES, MANIFEST_FILE):  # safetensors writes 0600: a service user other than the
+        (staging / name).chmod(0o644)            # one who distilled (the image's) must read the model
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)

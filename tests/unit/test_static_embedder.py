@@ -157,3 +157,28 @@ def test_backend_is_validated_in_the_params_and_the_service_config(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="embedding.backend"):
         load_config(tmp_path / "config.yaml", {})
+
+
+def test_a_distilled_model_is_readable_by_other_users(tmp_path, monkeypatch):
+    """The image distils as root and serves as uid 10001: every file of the model must be world-readable
+    (safetensors writes its file 0600)."""
+    import stat
+
+    import model2vec.distill
+
+    class Tokenizer:
+        def save(self, path: str) -> None:
+            Path(path).write_text("{}")
+
+    class Model:
+        embedding = np.ones((4, 8), dtype=np.float16)
+        tokenizer = Tokenizer()
+        weights = token_mapping = None
+        max_length = 512
+
+    monkeypatch.setattr(model2vec.distill, "distill", lambda *a, **k: Model())
+    distill.distill_static(DEFAULT_EMBEDDING_MODEL, tmp_path / "m", pca_dims=8)
+    files = sorted((tmp_path / "m").iterdir())
+    assert {f.name for f in files} >= {"embeddings.safetensors", "tokenizer.json", "manifest.json"}
+    for file in files:
+        assert file.stat().st_mode & stat.S_IROTH, f"{file.name} is not readable by other users"
