@@ -87,9 +87,11 @@ def test_events(ids: tuple[str, ...], prompts: tuple[str, ...], tasks: tuple[str
             for i, p, t, v in zip(ids, prompts, tasks, vectors)]
 
 
-def score_stream(tally: OutcomeTally, ids: tuple[str, ...], models: tuple[str, ...], stream: Stream) -> StreamRun:
-    """The service's decisions as the offline evaluator accounts for and scores them (reserve accounting: an
-    answer whose true cost no longer fits is lost, as the offline policy's are), and what the workers charged."""
+def score_stream(tally: OutcomeTally, ids: tuple[str, ...], models: tuple[str, ...], stream: Stream,
+                 reserve_factor: float) -> StreamRun:
+    """The service's decisions as the offline evaluator accounts for and scores them (reserve accounting with the
+    service's ``reserve_factor``: an answer whose true cost does not fit its reservation is lost, as the offline
+    policy's are), and what the workers charged."""
     position = {query_id: j for j, query_id in enumerate(ids)}
     choices = np.full(len(ids), SKIP, dtype=np.int64)
     versions = set()
@@ -100,7 +102,7 @@ def score_stream(tally: OutcomeTally, ids: tuple[str, ...], models: tuple[str, .
     charged = np.zeros(len(models))
     for completion in tally.completions.values():
         charged[models.index(completion["model"])] += completion["cost"]
-    result = replay(RecordedChoices(choices), stream, np.random.default_rng(0), "reserve")
+    result = replay(RecordedChoices(choices), stream, np.random.default_rng(0), "reserve", reserve_factor=reserve_factor)
     return StreamRun(result, charged, len(versions))
 
 
@@ -157,13 +159,14 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
             for factor in args.budget_factors:
                 budgets = prepared.budgets(split, factor)
                 stream = prepared.stream(budgets)
-                offline = replay(create_policy("port", params), stream, np.random.default_rng(seed), "reserve")
+                offline = replay(create_policy("port", params), stream, np.random.default_rng(seed), "reserve",
+                                 reserve_factor=base.budget.reserve_factor)
                 with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
                     path = stream_config(base, Path(tmp), seed, args.n_test, dict(zip(models, budgets)), args.drift)
                     started = time.monotonic()
                     log_dir = REPO / ".cache" / "parity-logs" / f"{seed}-{split}-{factor}"
                     tally = run_stream(path, events, args.timeout, log_dir, args.rate)
-                    run = score_stream(tally, test.ids, models, stream)
+                    run = score_stream(tally, test.ids, models, stream, base.budget.reserve_factor)
                     config = load_config(path)
                     published = topic_size(config.kafka.confluent(), config.topics.name(WEIGHTS))
                 yield {
