@@ -53,17 +53,39 @@ class QueryEvent(Event):
 
 class ObservationEvent(Event):
     """Estimates of one decided query (topic ``observations``) and its partition's spend after it; the
-    optimizer learns the weights from them and tracks the budgets left."""
+    optimizer learns the weights from them and tracks the budgets left. Without ``query_id``, ``quality``
+    and ``cost`` it is an acknowledgement: the partition follows ``weights_version`` from now on."""
 
-    query_id: QueryId
+    query_id: QueryId | None = None
     partition: int = Field(ge=0)
-    quality: Vector
-    cost: Vector
+    quality: Vector | None = None
+    cost: Vector | None = None
     observed_at: Timestamp
     phase: Literal["observation", "learned"] = "observation"
     partition_spent: list[Dollars] | None = Field(None, max_length=MAX_MODELS, description="dollars the partition "
                                                   "has spent per model (reserved + settled, in the configured model "
                                                   "order) after this decision")
+    weights_version: int = Field(0, ge=0, description="the weights version the partition follows (0: none yet)")
+
+    @model_validator(mode="after")
+    def _decision_or_acknowledgement(self) -> "ObservationEvent":
+        if len({self.query_id is None, self.quality is None, self.cost is None}) != 1:
+            raise ValueError("query_id, quality and cost come together (a decision) or not at all (an acknowledgement)")
+        return self
+
+    @property
+    def decided(self) -> bool:
+        """Whether the event reports a decision (else only an acknowledgement of ``weights_version``)."""
+        return self.query_id is not None
+
+
+class ShareStep(BaseModel):
+    """The budget share per model of one partition under one weights version."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    version: int = Field(ge=0)
+    share: list[Dollars] = Field(max_length=MAX_MODELS)
 
 
 class RoutingWeights(Event):
@@ -83,6 +105,12 @@ class RoutingWeights(Event):
     next_offset: int = Field(0, ge=0, description="the observations offset after the last decision seen")
     partition_spent: list[list[Dollars]] | None = Field(None, max_length=1024, description="per input partition, "
                                                         "the newest spend per model the solve had seen")
+    shares: list[list[Dollars]] | None = Field(None, max_length=1024, description="per input partition, the "
+                                               "budget share per model routers apply with this version (absent: B/P)")
+    share_acks: list[int] | None = Field(None, max_length=1024, description="per input partition, the newest "
+                                         "version it acknowledged when this version was published")
+    share_steps: list[list[ShareStep]] | None = Field(None, max_length=1024, description="per input partition, "
+                                                      "the shares of the versions at or after its acknowledged one")
 
     @model_validator(mode="after")
     def _one_gamma_per_model(self) -> "RoutingWeights":

@@ -34,7 +34,8 @@ def aggregate_key(partition: int) -> str:
 
 
 class PartitionBudgets:
-    """Per input partition: a ledger over that partition's budget share, and the completions watermark."""
+    """Per input partition: a ledger over that partition's budget share, the completions watermark, and the
+    newest weights version the partition's decisions used (its routers must not go back to an older one)."""
 
     def __init__(self, models: tuple[str, ...], share: np.ndarray, reserve_factor: float) -> None:
         self.models = models
@@ -42,6 +43,16 @@ class PartitionBudgets:
         self.reserve_factor = reserve_factor
         self.ledgers: dict[int, BudgetLedger] = {}
         self.completions_next: dict[int, int] = {}
+        self.versions: dict[int, int] = {}
+
+    def follow(self, partition: int, version: int, share: np.ndarray) -> None:
+        """``partition`` follows weights ``version`` from now on, within ``share`` per model."""
+        self.versions[partition] = max(self.versions.get(partition, 0), version)
+        self.ledger(partition).limits = np.asarray(share, dtype=np.float64)
+
+    def version(self, partition: int) -> int:
+        """The newest weights version ``partition``'s state used (0: none)."""
+        return self.versions.get(partition, 0)
 
     def ledger(self, partition: int) -> BudgetLedger:
         """The ledger of ``partition`` (empty when the partition has no state yet)."""
@@ -63,14 +74,15 @@ class PartitionBudgets:
         ledger = self.ledger(partition)
         return {"reserved": dict(zip(self.models, ledger.reserved.tolist())),
                 "settled": dict(zip(self.models, ledger.spent.tolist())),
-                "queries_next": queries_next, "completions_next": self.completions_next.get(partition, 0)}
+                "queries_next": queries_next, "completions_next": self.completions_next.get(partition, 0),
+                "weights_version": self.version(partition)}
 
     def recover(self, held: Iterable[int], aggregates: Mapping[str, dict | None],
                 decisions: Mapping[str, dict | None]) -> int:
         """Rebuild the ledgers of the ``held`` partitions from their aggregates plus the redo of the decision
         records beyond the aggregates' watermarks; return how many decision records were redone."""
         held = set(held)
-        self.ledgers, self.completions_next = {}, {}
+        self.ledgers, self.completions_next, self.versions = {}, {}, {}
         marks: dict[int, tuple[int, int]] = {}
         for partition in held:
             saved = aggregates.get(aggregate_key(partition))
@@ -80,10 +92,14 @@ class PartitionBudgets:
                     ledger.hold(i, float(saved["reserved"].get(model, 0.0)), float(saved["settled"].get(model, 0.0)))
                 marks[partition] = (int(saved["queries_next"]), int(saved["completions_next"]))
                 self.completions_next[partition] = marks[partition][1]
+                self.versions[partition] = int(saved.get("weights_version", 0))
         redone = 0
         for key, decision in decisions.items():
             partition = key_partition(key)
-            if partition not in held or not decision or decision.get("model") is None:
+            if partition not in held or not decision:
+                continue
+            self.versions[partition] = max(self.versions.get(partition, 0), int(decision.get("weights_version") or 0))
+            if decision.get("model") is None:
                 continue
             queries_next, completions_next = marks.get(partition, (0, 0))
             ledger, model = self.ledger(partition), self.models.index(decision["model"])

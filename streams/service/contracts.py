@@ -71,3 +71,8 @@ class Weights(Protocol):
     def gamma(self) -> Sequence[float]:
         """The dual prices, one per model."""
         ...
+
+    @property
+    def shares(self) -> Sequence[Sequence[float]] | None:
+        """Per input partition, the budget share per model (None: B/P each)."""
+        ...

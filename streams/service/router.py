@@ -6,7 +6,9 @@ the service) and return the messages to send. Each decision record carries its c
 reservation, replaced by the actual cost once reconciled) with its input offset, and the dollars
 per (partition, model) are kept in memory and saved as compact aggregates (streams.budget_state),
 recovered after every rebalance. Keys start with the input partition
-(``"<partition>/<query id>"``), so each partition owns its decisions and its budget share B_i / P.
+(``"<partition>/<query id>"``), so each partition owns its decisions and its budget share: the share of
+the weights version it follows (B_i / P before any weights or when the weights carry none; reassigned by
+the optimizer, streams/service/shares.py).
 """
 
 from __future__ import annotations
@@ -137,11 +139,13 @@ def validation_reason(error: ValidationError) -> str:
     return "invalid " + "; ".join(parts)
 
 
-def decision_record(message: Outgoing, model: str | None, held: float, offset: int, decided_at: float) -> dict:
+def decision_record(message: Outgoing, model: str | None, held: float, offset: int, decided_at: float,
+                    version: int) -> dict:
     """The decisions table's record of one query: the message to re-emit, its charge (the reservation, with
-    ``actual`` and ``settled_by`` set once a completion settles it) and its input offset."""
+    ``actual`` and ``settled_by`` set once a completion settles it), its input offset and the weights version
+    it used (0: none)."""
     return {"topic": message.topic, "value": message.value.decode(), "model": model, "reserved": held,
-            "actual": None, "offset": offset, "decided_at": decided_at, "settled_by": None}
+            "actual": None, "offset": offset, "decided_at": decided_at, "settled_by": None, "weights_version": version}
 
 
 class Router:
@@ -182,10 +186,51 @@ class Router:
         log.info("budget state recovered for partitions %s: %d decision records in the window, %d redone beyond "
                  "the aggregates", sorted(held), len(self.expiry.heap), redone)
 
+    def share_of(self, weights: Weights | None, partition: int) -> np.ndarray:
+        """``partition``'s budget share per model under ``weights`` (B/P without weights or shares)."""
+        shares = None if weights is None else weights.shares
+        if shares is None or partition >= len(shares) or len(shares[partition]) != len(self.models):
+            return self.share
+        return np.asarray(shares[partition], dtype=np.float64)
+
+    def follow(self, weights: Weights | None, partition: int) -> int:
+        """Apply ``weights``' share to ``partition``; return the version (0: none)."""
+        version = 0 if weights is None else weights.version
+        self.budgets.follow(partition, version, self.share_of(weights, partition))
+        return version
+
+    def behind(self, weights: Weights | None, decisions: Mapping[str, dict], aggregates: Mapping[str, dict]
+               ) -> list[int]:
+        """Held partitions whose state already used a newer version than ``weights`` (must not route yet)."""
+        if self.stale:
+            self.rebuild(decisions, aggregates)
+        version = 0 if weights is None else weights.version
+        return sorted(p for p in (self.held or ()) if self.budgets.version(p) > version)
+
+    def acknowledge(self, partitions: set[int], decisions: Mapping[str, dict], aggregates: Mapping[str, dict]
+                    ) -> tuple[list[int], list[Outgoing]]:
+        """For the ``partitions`` not yet following the newest weights: follow them, and the acknowledgement
+        events to send once their aggregates are saved (the optimizer frees a lowered share only then)."""
+        if self.stale:
+            self.rebuild(decisions, aggregates)
+        weights = self.weights()
+        if weights is None:
+            return [], []
+        moved = sorted(p for p in partitions if self.budgets.version(p) < weights.version)
+        events = []
+        for partition in moved:
+            self.follow(weights, partition)
+            ledger = self.budgets.ledger(partition)
+            event = ObservationEvent(partition=partition, observed_at=time.time(), phase="learned",
+                                     partition_spent=np.maximum(ledger.spent + ledger.reserved, 0.0).tolist(),
+                                     weights_version=weights.version)
+            events.append(Outgoing(self.topics.observations, None, event.model_dump_json().encode()))
+        return moved, events
+
     def budget_shares(self) -> list[tuple[str, int, float, float, float]]:
         """(model, partition, share limit, reserved, settled) for every held partition and model."""
         partitions = sorted(self.held if self.held is not None else self.budgets.ledgers)
-        return [(m, p, float(self.share[i]), float(self.budgets.ledger(p).reserved[i]),
+        return [(m, p, float(self.budgets.ledger(p).limits[i]), float(self.budgets.ledger(p).reserved[i]),
                  float(self.budgets.ledger(p).spent[i]))
                 for p in partitions for i, m in enumerate(self.models)]
 
@@ -274,6 +319,7 @@ class Router:
         for partition, rows in by_partition.items():
             rows = self.first_of_each_id(batch.queries, rows)
             est = Estimates(batch.estimates.quality[rows], batch.estimates.cost[rows])  # type: ignore[union-attr]
+            version = self.follow(weights, partition)
             ledger = self.budgets.ledger(partition)
             remaining = ledger.remaining()
             self.controller.follow(gamma)
@@ -287,9 +333,10 @@ class Router:
                                                     ledger, phase, weights)
                 now = time.time()
                 key = state_key(partition, query.id)
-                decisions[key] = decision_record(message, model, held, batch.records[row].offset, now)
+                decisions[key] = decision_record(message, model, held, batch.records[row].offset, now, version)
                 self.expiry.add(key, now)
-                observed.append(self.observation(query, partition, est, j, phase, ledger.spent + ledger.reserved))
+                observed.append(self.observation(query, partition, est, j, phase, ledger.spent + ledger.reserved,
+                                                 version))
                 emitted.append(message)
         return emitted, observed
 
@@ -316,11 +363,12 @@ class Router:
         return np.asarray(weights.gamma, dtype=np.float64)
 
     def observation(self, query: QueryEvent, partition: int, est: Estimates, j: int, phase: str,
-                    spent: np.ndarray) -> Outgoing:
-        """The observation event of a decided query: its estimates and the partition's spend after it."""
+                    spent: np.ndarray, version: int) -> Outgoing:
+        """The observation event of a decided query: its estimates, the partition's spend after it and the
+        weights version it used."""
         event = ObservationEvent(query_id=query.id, partition=partition, quality=est.quality[j].tolist(),
                                  cost=est.cost[j].tolist(), observed_at=time.time(), phase=phase,
-                                 partition_spent=np.maximum(spent, 0.0).tolist())
+                                 partition_spent=np.maximum(spent, 0.0).tolist(), weights_version=version)
         return Outgoing(self.topics.observations, query.id, event.model_dump_json().encode())
 
     def outcome(self, query: QueryEvent, partition: int, est: Estimates, j: int, choice: int, score: float,

@@ -68,7 +68,7 @@ class RouterService:
                                                                            config.router.completion_cost_cap),
                              reserve_factor=config.budget.reserve_factor, dedup_window_s=config.router.dedup_window_s)
         self.optimizer = Optimizer(engine, self.budgets, self.kafka_conf, self.names.observations,
-                                   config.topics.name(T.WEIGHTS), self.watcher)
+                                   config.topics.name(T.WEIGHTS), self.watcher, config.topics.query_partitions)
         self.positions = InputPositions()
         self.watchdog = StallWatchdog(config.router.stall_timeout_s)
         self.input: QueryInput | None = None
@@ -140,6 +140,7 @@ class RouterService:
                     continue  # revoked while polling: the next owner reads from the progress table
                 try:
                     wait, failed = await self.route_polled(records, ends, watch), False
+                    await self.acknowledge()
                 except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
                     log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
                     await self.reread()
@@ -163,6 +164,12 @@ class RouterService:
             log.warning("partition %d: offsets %d..%d are not in the log (deleted or transaction markers); "
                         "continuing at %d", partition, start, stop - 1, stop)
         routable, pause = self.observation_quota(accepted.records)
+        behind = self.router.behind(self.watcher.latest(), self.decisions, self.aggregates)
+        if behind:  # this process's weights are older than what those partitions' state used: wait for newer
+            log.warning("partitions %s used weights newer than %s: waiting for them before routing", behind,
+                        self.watcher.describe())
+            routable, pause = [], False
+            await asyncio.sleep(self.config.router.batch_window_s)
         await self.route_records(routable, watch or Stopwatch())
         for partition, offset in accepted.rewind.items():
             log.warning("partition %d: the consumer skipped offset %d; reading again from it", partition, offset)
@@ -176,6 +183,18 @@ class RouterService:
             if partition not in rewind:
                 self.positions.at_end(partition, offset)
         return pause
+
+    async def acknowledge(self) -> None:
+        """Held partitions that have not followed the newest weights yet (idle ones) follow them: save their
+        aggregates with the new version, then tell the optimizer (call with the lock held)."""
+        moved, events = self.router.acknowledge(self.positions.held(), self.decisions, self.aggregates)
+        if not moved:
+            return
+        for partition in moved:
+            self.aggregates[aggregate_key(partition)] = self.router.budgets.snapshot(
+                partition, self.positions.next.get(partition) or 0)
+        await self.producer.flush()  # the version reaches the changelog before the optimizer may lower the cap
+        await self.send_all(events)
 
     def observation_quota(self, records: list[Record]) -> tuple[list[Record], bool]:
         """(the leading records to route now, whether to pause for the weights afterwards): in the

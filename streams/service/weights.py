@@ -24,7 +24,9 @@ from pydantic import ValidationError
 
 from router_core.engine import RoutingEngine
 from schemas import ObservationEvent, RoutingWeights
+from schemas.events import ShareStep
 from streams import kafka
+from streams.service.shares import ShareBook
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +134,11 @@ def align_weights(weights: RoutingWeights, models: Sequence[str]) -> RoutingWeig
     """``weights`` with gamma in the order of ``models``, or why they cannot apply (another set of models)."""
     if sorted(weights.models) != sorted(models):
         return f"weights v{weights.version} are for models {weights.models}, the router has {list(models)}"
-    gamma = dict(zip(weights.models, weights.gamma))
-    return weights.model_copy(update={"models": list(models), "gamma": [gamma[m] for m in models]})
+    order = [list(weights.models).index(m) for m in models]
+    update: dict[str, Any] = {"models": list(models), "gamma": [weights.gamma[i] for i in order]}
+    if weights.shares is not None:
+        update["shares"] = [[row[i] for i in order] for row in weights.shares]
+    return weights.model_copy(update=update)
 
 
 def weights_producer(kafka_conf: dict[str, str]) -> Any:
@@ -192,7 +197,8 @@ class Optimizer:
     budgets left; each solution is a new ``RoutingWeights`` version on the compacted topic.
 
     The budgets left are the configured budgets less what every input partition has spent
-    (reserved and settled), as its newest observation reports it. After a restart, or when the
+    (reserved and settled), as its newest observation reports it. Each version also carries the
+    input partitions' budget shares, reassigned by ``streams.service.shares.ShareBook``. After a restart, or when the
     partition comes back after a rebalance, it resumes from the newest weights: their gamma, the
     decisions and spend they had seen, and the observations read again from the topic (the
     sample's last ``port.resolve_window`` and every one after). A version is always above the
@@ -200,7 +206,7 @@ class Optimizer:
     """
 
     def __init__(self, engine: RoutingEngine, budgets: np.ndarray, kafka_conf: dict[str, str],
-                 observations_topic: str, weights_topic: str, watcher: WeightsWatcher) -> None:
+                 observations_topic: str, weights_topic: str, watcher: WeightsWatcher, partitions: int) -> None:
         self.engine = engine
         self.budgets = np.asarray(budgets, dtype=np.float64)
         self.kafka_conf = kafka_conf
@@ -209,7 +215,7 @@ class Optimizer:
         self.watcher = watcher
         self.controller = engine.controller(self.budgets)
         self.target = self.controller.n_observe
-        self.spent: dict[int, np.ndarray] = {}  # input partition -> its newest spend per model
+        self.book = ShareBook(self.budgets, partitions, engine.port.resolve_window)
         self.next_offset: int | None = None  # None until resumed from the topic
         self.version = 0
         self.producer: Any = None  # created with the first solve
@@ -228,14 +234,21 @@ class Optimizer:
         return self.controller.due()
 
     def account(self, event: ObservationEvent) -> None:
-        """Add one decision to the sample and the count; take its partition's spend."""
-        self.controller.record(np.asarray(event.quality), np.asarray(event.cost))
-        if event.partition_spent is not None and len(event.partition_spent) == len(self.budgets):
-            self.spent[event.partition] = np.asarray(event.partition_spent, dtype=np.float64)
+        """Add one decision to the sample and the count (an acknowledgement adds none); take its partition's
+        spend and weights version."""
+        if event.decided:
+            self.controller.record(np.asarray(event.quality), np.asarray(event.cost))
+        spent = event.partition_spent
+        if event.partition >= self.book.partitions:
+            log.error("observation of input partition %d, beyond the %d configured: ignored by the budget shares",
+                      event.partition, self.book.partitions)
+            return
+        used = np.asarray(spent, dtype=np.float64) if spent is not None and len(spent) == len(self.budgets) else None
+        self.book.observe(event.partition, event.weights_version, used, event.decided)
 
     def remaining(self) -> np.ndarray:
         """The budgets left: the configured budgets less every partition's spend."""
-        return self.budgets - sum(self.spent.values(), np.zeros(len(self.budgets)))
+        return self.budgets - self.book.used().sum(axis=0)
 
     def needs_resume(self, offset: int) -> bool:
         """Whether ``resume`` must run before the observation at ``offset``: at the start, and after a gap
@@ -248,13 +261,13 @@ class Optimizer:
         self.watcher.caught_up.wait()  # weights published before a restart count
         latest = self.watcher.latest()
         self.controller.sample.clear()
-        self.spent = {}
+        self.book = ShareBook(self.budgets, self.book.partitions, self.book.recent.maxlen or 1)
         start = 0
         if latest is not None and latest.next_offset > 0:
             self.version = latest.version
             self.controller.follow(np.asarray(latest.gamma))
             self.controller.seen = latest.decisions_seen
-            self.spent = {p: np.asarray(s, dtype=np.float64) for p, s in enumerate(latest.partition_spent or [])}
+            self.resume_shares(latest)
             start = latest.next_offset
             window = self.engine.port.resolve_window
             for _, event in read_observations(self.kafka_conf, self.observations_topic, max(start - window, 0), start):
@@ -262,12 +275,25 @@ class Optimizer:
         elif latest is not None:  # weights from elsewhere (an operator): follow them, learn on from here
             self.version = latest.version
             self.controller.follow(np.asarray(latest.gamma))
+            self.resume_shares(latest)
             start = offset
         for _, event in read_observations(self.kafka_conf, self.observations_topic, start, offset):
             self.account(event)
         self.next_offset = max(start, offset)
         log.info("optimizer: resumed at observation %d (weights v%d, %d decisions seen, sample %d)", offset,
                  self.version, self.controller.seen, len(self.controller.sample))
+
+    def resume_shares(self, latest: RoutingWeights) -> None:
+        """Take up the share bounds of the newest weights (weights without them: every partition at B/P from
+        their version on)."""
+        used = latest.partition_spent or []
+        if latest.share_acks is not None and latest.share_steps is not None:
+            self.book.restore(latest.share_acks, [[(s.version, s.share) for s in steps] for steps in latest.share_steps],
+                              used)
+            return
+        self.book.restore([0] * self.book.partitions, [[(0, (self.budgets / self.book.partitions).tolist()),
+                                                        (latest.version, (self.budgets / self.book.partitions).tolist())]
+                                                       for _ in range(self.book.partitions)], used)
 
     def publish(self) -> RoutingWeights:
         """Solve on the sample with the budgets left, publish the next version and return it."""
@@ -277,14 +303,17 @@ class Optimizer:
         seconds = time.perf_counter() - started
         latest = self.watcher.latest()
         self.version = max(self.version, 0 if latest is None else latest.version) + 1
+        shares = self.book.propose()
+        self.book.publish(self.version, shares)
+        acks, steps = self.book.state()
         weights = RoutingWeights(
             version=self.version, models=list(self.engine.models), gamma=[float(g) for g in solution.gamma],
             alpha=self.engine.port.alpha, eps=self.engine.port.eps, solver=solution.solver,
             objective=float(solution.objective), cost_scale=float(self.engine.cost_scale),
             sample_size=max(len(self.controller.sample), 1), created_at=time.time(),
             decisions_seen=self.controller.seen, next_offset=self.next_offset,
-            partition_spent=[self.spent.get(p, np.zeros(len(self.budgets))).tolist()
-                             for p in range(max(self.spent, default=-1) + 1)],
+            partition_spent=self.book.used().tolist(), shares=shares.tolist(), share_acks=acks,
+            share_steps=[[ShareStep(version=v, share=s) for v, s in part] for part in steps],
         )
         log.info("optimizer: solved on %d of %d decisions in %.3fs (%s), gamma=%s", len(self.controller.sample),
                  self.controller.seen, seconds, solution.solver, np.round(solution.gamma, 4).tolist())

@@ -35,7 +35,7 @@ def event(i: int, spent: float = 0.0) -> bytes:
 
 def optimizer() -> Optimizer:
     Watcher.caught_up.set()
-    opt = Optimizer(Engine(), np.array([1.0, 1.0]), {}, "obs", "weights", Watcher())  # type: ignore[arg-type]
+    opt = Optimizer(Engine(), np.array([1.0, 1.0]), {}, "obs", "weights", Watcher(), 2)  # type: ignore[arg-type]
     opt.resume(0)  # nothing before offset 0: no topic read
     return opt
 

@@ -48,6 +48,7 @@ class Weights:
     version = 1
     models = ["m0", "m1"]
     gamma = [0.0, 0.0]
+    shares = None
 
 
 def router(budgets: tuple[float, float] = (4.0, 8.0), partitions: int = 2) -> Router:

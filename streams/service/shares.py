@@ -1,0 +1,140 @@
+"""Per-partition budget shares that the optimizer reassigns with each weights version (pure arithmetic).
+
+A router reserves for input partition p only within p's share of the weights version it follows
+(weights without shares: B_i / P; before any weights, "version 0": B_i / P). Versions reach the
+routers asynchronously and routers crash, so at one moment the partitions may follow different
+versions. The optimizer therefore bounds what each partition may still have used at any time:
+
+    cap_p = max(used_p, max over the versions v >= acked_p of share_p(v))     (per model)
+
+where ``acked_p`` is the version of p's newest observation (a router never routes p with weights
+older than a version p's state already used: the fence) and ``used_p`` the reserved + settled
+dollars that observation reported. After that observation p only reserves under versions at or
+after ``acked_p``, each reservation within that version's share, and settlements never add
+(a worker spends at most the reservation), so p's use stays within cap_p. A new version's shares
+are published only when sum_p max(cap_p, share_p) <= B_i: a giver's decrease lowers its cap only
+once p acknowledges it, and only then can a taker's increase use the freed dollars. Any mix of
+applied versions, and a crash anywhere, therefore keeps sum_p used_p <= B_i.
+
+The state that makes the bound survive an optimizer restart (each partition's acknowledged
+version and the shares of the versions at or after it) travels in every weights record.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_STEPS = 8  # shares kept per partition; older ones merge into a conservative (larger) one
+
+
+@dataclass
+class PartitionShares:
+    """One partition's acknowledged version, its reported use, and the shares of the versions since."""
+
+    acked: int
+    used: np.ndarray
+    steps: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (version, share), versions increasing
+
+    def cap(self) -> np.ndarray:
+        """The most this partition may have used now or later, per model."""
+        bound = self.used.copy()
+        for version, share in self.steps:
+            if version >= self.acked:
+                bound = np.maximum(bound, share)
+        return bound
+
+    def observe(self, version: int, used: np.ndarray) -> None:
+        """The partition's newest observation: it follows ``version`` and has used ``used``."""
+        self.acked = max(self.acked, version)
+        self.used = np.asarray(used, dtype=np.float64)
+        self.steps = [(v, s) for v, s in self.steps if v >= self.acked]
+
+    def add(self, version: int, share: np.ndarray) -> None:
+        """Record the share of a newly published version (bounded: the oldest two merge into their maximum,
+        kept under the newer of the two versions, which can only overstate the cap)."""
+        self.steps.append((version, np.asarray(share, dtype=np.float64)))
+        if len(self.steps) > MAX_STEPS:
+            (_, s0), (v1, s1) = self.steps[0], self.steps[1]
+            self.steps[:2] = [(v1, np.maximum(s0, s1))]
+
+
+class ShareBook:
+    """The optimizer's view of every partition's share bound; proposes the next version's shares.
+
+    Shares are split by each partition's recent decision rate: every partition keeps what it has
+    used, and what is left of B_i is divided in proportion to the partition's part of the last
+    ``window`` decisions (plus one, so that an idle partition keeps a small share to start from).
+    Traffic is keyed by query id, so the rate is what predicts where the next queries, and
+    therefore the next reservations, arrive.
+    """
+
+    def __init__(self, budgets: np.ndarray, partitions: int, window: int = 1000) -> None:
+        self.budgets = np.asarray(budgets, dtype=np.float64)
+        self.partitions = partitions
+        base = self.budgets / partitions
+        zero = np.zeros_like(self.budgets)
+        self.parts = [PartitionShares(0, zero.copy(), [(0, base.copy())]) for _ in range(partitions)]
+        self.recent: deque[int] = deque(maxlen=window)
+
+    def observe(self, partition: int, version: int, used: np.ndarray | None, decided: bool) -> None:
+        """Account for one observation of ``partition`` (following ``version``, 0 for none; ``used`` its
+        reported use, None to keep the last; ``decided``: it reports a decision, not only an acknowledgement)."""
+        if not 0 <= partition < self.partitions:
+            raise ValueError(f"partition {partition} is outside the {self.partitions} input partitions")
+        part = self.parts[partition]
+        part.observe(version, part.used if used is None else used)
+        if decided:
+            self.recent.append(partition)
+
+    def used(self) -> np.ndarray:
+        """(P, M): every partition's newest reported use."""
+        return np.stack([p.used for p in self.parts])
+
+    def caps(self) -> np.ndarray:
+        """(P, M): what every partition may have used, whatever version it applies now or next."""
+        return np.stack([p.cap() for p in self.parts])
+
+    def rates(self) -> np.ndarray:
+        """(P,): each partition's part of the recent decisions, smoothed (sums to 1)."""
+        counts = np.bincount(np.asarray(self.recent, dtype=np.int64), minlength=self.partitions)[:self.partitions]
+        return (counts + 1.0) / (counts.sum() + self.partitions)
+
+    def propose(self) -> np.ndarray:
+        """(P, M): the next version's shares. Targets: used + (B - total used) x rate. A partition below its
+        cap gets its target at once (a decrease); an increase beyond the cap only takes from the headroom
+        B - sum of caps, in proportion to what each taker lacks, so sum_p max(cap_p, share_p) <= B."""
+        caps, used = self.caps(), self.used()
+        left = np.maximum(self.budgets - used.sum(axis=0), 0.0)
+        target = used + self.rates()[:, None] * left[None, :]
+        shares = np.minimum(target, caps)
+        lack = np.maximum(target - caps, 0.0)
+        headroom = np.maximum(self.budgets - caps.sum(axis=0), 0.0)
+        need = lack.sum(axis=0)
+        fraction = np.divide(headroom, need, out=np.ones_like(need), where=need > 0)
+        shares += lack * np.minimum(fraction, 1.0)[None, :]
+        return shares
+
+    def publish(self, version: int, shares: np.ndarray) -> None:
+        """Record that ``version`` carries ``shares`` (ValueError if they could break the bound)."""
+        after = np.maximum(self.caps(), shares).sum(axis=0)
+        if np.any(after > self.budgets * (1 + 1e-12) + 1e-12):
+            raise ValueError(f"shares of v{version} would let the partitions use {after.tolist()} > {self.budgets.tolist()}")
+        for part, share in zip(self.parts, shares):
+            part.add(version, share)
+
+    def state(self) -> tuple[list[int], list[list[tuple[int, list[float]]]]]:
+        """(acknowledged version per partition, the (version, share) steps per partition): what a restarted
+        optimizer needs besides the used dollars (the weights record's ``partition_spent``)."""
+        return ([p.acked for p in self.parts],
+                [[(v, s.tolist()) for v, s in p.steps] for p in self.parts])
+
+    def restore(self, acked: list[int], steps: list[list[tuple[int, list[float]]]], used: list[list[float]]) -> None:
+        """Take up a state written by ``state`` (and the used dollars) after a restart."""
+        zero = np.zeros_like(self.budgets)
+        for p, part in enumerate(self.parts):
+            part.acked = acked[p] if p < len(acked) else 0
+            part.used = np.asarray(used[p], dtype=np.float64) if p < len(used) else zero.copy()
+            part.steps = [(int(v), np.asarray(s, dtype=np.float64)) for v, s in (steps[p] if p < len(steps) else [])]

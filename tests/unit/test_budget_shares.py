@@ -1,0 +1,128 @@
+"""Reassigned budget shares (streams/service/shares.py): what partitions may spend never exceeds B_i,
+whatever mix of versions they apply, with crashes of the optimizer and of routers at any point."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streams.service.shares import MAX_STEPS, ShareBook
+
+
+def test_a_giver_decrease_is_acknowledged_before_a_taker_gets_more() -> None:
+    book = ShareBook(np.array([10.0]), 2)
+    for _ in range(50):
+        book.observe(0, 0, np.array([5.0]), decided=True)  # partition 0 has used its whole B/P; 1 is idle
+    first = book.propose()
+    assert first[0, 0] == pytest.approx(5.0) and first[1, 0] < 0.5  # 1 gives, 0 cannot take yet: 1's cap is 5
+    book.publish(1, first)
+    assert book.propose()[0, 0] == pytest.approx(5.0)  # still no acknowledgement from partition 1
+    book.observe(1, 1, np.array([0.0]), decided=False)  # partition 1 follows v1 now (an idle acknowledgement)
+    second = book.propose()
+    assert second[0, 0] > 9.0
+    book.publish(2, second)
+    assert book.caps().sum() <= 10.0 + 1e-9
+
+
+def test_publish_refuses_shares_that_could_exceed_the_budget() -> None:
+    book = ShareBook(np.array([10.0, 4.0]), 2)
+    with pytest.raises(ValueError, match="would let the partitions use"):
+        book.publish(1, np.array([[6.0, 2.0], [5.0, 2.0]]))  # partition 1 may still spend its B/P = 5
+
+
+def test_steps_stay_bounded_and_only_overstate_the_cap() -> None:
+    book = ShareBook(np.array([10.0]), 2)
+    for version in range(1, 3 * MAX_STEPS):
+        shares = np.array([[5.0 - version * 0.1], [5.0 - version * 0.1]])
+        book.publish(version, shares)
+        assert len(book.parts[0].steps) <= MAX_STEPS
+        assert book.caps()[0, 0] == pytest.approx(5.0)  # nothing acknowledged: the B/P of version 0 still binds
+
+
+class Cluster:
+    """Routers applying versions at their own pace and spending within the share of the version they follow,
+    one ordered observations log, and an optimizer that may crash and resume from its newest record."""
+
+    def __init__(self, rng: np.random.Generator, budgets: np.ndarray, partitions: int) -> None:
+        self.rng, self.budgets, self.partitions = rng, budgets, partitions
+        self.versions = [budgets[None, :] / partitions * np.ones((partitions, 1))]  # version 0: B/P
+        self.applied = [0] * partitions
+        self.used = np.zeros((partitions, len(budgets)))
+        self.log: list[tuple[int, int, np.ndarray, bool]] = []
+        self.book = ShareBook(budgets, partitions, window=50)
+        self.read = 0
+        self.record = (self.book.state(), self.book.used().tolist(), 0)  # the newest weights record
+
+    def spend(self, p: int) -> None:
+        model = int(self.rng.integers(len(self.budgets)))
+        amount = float(self.rng.uniform(0.0, 0.3))
+        if self.used[p, model] + amount <= self.versions[self.applied[p]][p, model]:
+            self.used[p, model] += amount
+        self.log.append((p, self.applied[p], self.used[p].copy(), True))
+
+    def settle(self, p: int) -> None:
+        self.used[p] *= self.rng.uniform(0.8, 1.0)  # an answer costs at most its reservation
+
+    def apply(self, p: int) -> None:
+        newer = range(self.applied[p], len(self.versions))  # a lagging watcher: any version not older (the fence)
+        self.applied[p] = int(self.rng.choice(newer))
+        self.log.append((p, self.applied[p], self.used[p].copy(), False))
+
+    def consume(self) -> None:
+        stop = min(len(self.log), self.read + int(self.rng.integers(1, 6)))
+        for p, version, used, decided in self.log[self.read:stop]:
+            self.book.observe(p, version, used, decided)
+        self.read = stop
+
+    def publish(self) -> None:
+        shares = self.book.propose()
+        self.book.publish(len(self.versions), shares)
+        self.versions.append(shares)
+        self.record = (self.book.state(), self.book.used().tolist(), self.read)
+
+    def restart_optimizer(self) -> None:
+        (acked, steps), used, offset = self.record
+        self.book = ShareBook(self.budgets, self.partitions, window=50)
+        self.book.restore(acked, steps, used)
+        self.read = offset
+        self.consume()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_mixed_versions_and_crashes_never_let_the_partitions_spend_more_than_the_budget(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    budgets = np.array([6.0, 3.0])
+    cluster = Cluster(rng, budgets, 3)
+    hot = int(rng.integers(3))
+    for _ in range(3000):
+        p = hot if rng.random() < 0.7 else int(rng.integers(3))
+        action = rng.choice(["spend", "settle", "apply", "consume", "publish", "crash"], p=[.4, .1, .15, .2, .12, .03])
+        if action == "spend":
+            cluster.spend(p)
+        elif action == "settle":
+            cluster.settle(p)
+        elif action == "apply":
+            cluster.apply(p)
+        elif action == "consume":
+            cluster.consume()
+        elif action == "publish":
+            cluster.publish()
+        else:
+            cluster.restart_optimizer()
+        assert np.all(cluster.used.sum(axis=0) <= budgets + 1e-9)
+        assert np.all(cluster.book.caps().sum(axis=0) <= budgets + 1e-9)
+    assert len(cluster.versions) > 50
+
+
+def test_all_traffic_on_one_partition_gets_more_than_its_fixed_share() -> None:
+    rng = np.random.default_rng(0)
+    budgets = np.array([6.0, 3.0])
+    cluster = Cluster(rng, budgets, 3)
+    for _ in range(2000):
+        cluster.spend(0)
+        for p in range(3):
+            cluster.apply(p)
+        cluster.consume()
+        cluster.publish()
+    assert np.all(cluster.used[0] > budgets / 3 * 1.5)
+    assert np.all(cluster.used.sum(axis=0) <= budgets + 1e-9)

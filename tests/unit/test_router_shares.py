@@ -1,0 +1,63 @@
+"""A router applies the budget share of the weights version it follows, acknowledges new versions for idle
+partitions, and never routes a partition with weights older than its state already used."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from streams.service.router import Router, TopicNames
+
+from test_stream_router import FakeEngine, record, reserved
+
+
+class Versioned:
+    """Weights of a given version with per-partition shares (m0, m1)."""
+
+    models = ["m0", "m1"]
+    gamma = [0.0, 0.0]
+
+    def __init__(self, version: int, shares: list[list[float]] | None) -> None:
+        self.version, self.shares = version, shares
+
+
+def router(current: list[Versioned]) -> Router:
+    topics = TopicNames("obs", "unserved", "dlq", {"m0": "routed.m0", "m1": "routed.m1"})
+    r = Router(FakeEngine(), np.array([4.0, 8.0]), 2, topics, lambda: current[0])
+    r.on_assigned({0, 1})
+    return r
+
+
+def test_a_partition_spends_within_the_share_of_its_version_beyond_the_fixed_half() -> None:
+    current = [Versioned(3, [[4.0, 8.0], [0.0, 0.0]])]
+    r, decisions = router(current), {}
+    emitted, observed = r.decide(r.prepare([record(f"q{i}", offset=i) for i in range(7)]), decisions, {})
+    assert [m.topic for m in emitted] == ["routed.m1"] * 4 + ["routed.m0"] * 3
+    assert reserved(r) == {"0/m1": 8.0, "0/m0": 3.0}  # 4 x 2.0 and 3 x 1.0: beyond B/P = (2, 4)
+    assert {json.loads(m.value)["weights_version"] for m in observed} == {3}
+    assert {d["weights_version"] for d in decisions.values()} == {3}
+
+
+def test_idle_partitions_acknowledge_a_new_version_once() -> None:
+    current = [Versioned(2, [[1.0, 1.0], [3.0, 7.0]])]
+    r = router(current)
+    moved, events = r.acknowledge({0, 1}, {}, {})
+    assert moved == [0, 1]
+    acks = [json.loads(e.value) for e in events]
+    assert [(a["partition"], a["weights_version"], a["query_id"]) for a in acks] == [(0, 2, None), (1, 2, None)]
+    assert r.acknowledge({0, 1}, {}, {}) == ([], [])
+    assert r.budgets.snapshot(1, 0)["weights_version"] == 2
+    assert r.budgets.ledger(1).limits.tolist() == [3.0, 7.0]
+
+
+def test_a_router_whose_weights_lag_the_state_does_not_route_that_partition() -> None:
+    current = [Versioned(5, None)]
+    r, decisions = router(current), {}
+    r.decide(r.prepare([record("q1", partition=1)]), decisions, {})
+    aggregates = {"1/budget": r.budgets.snapshot(1, 1)}
+    restarted = router([Versioned(4, None)])  # another process, its watcher still at v4
+    assert restarted.behind(restarted.weights(), decisions, aggregates) == [1]
+    lost_aggregate = router([Versioned(4, None)])  # the version is recovered from the decision records too
+    assert lost_aggregate.behind(lost_aggregate.weights(), decisions, {}) == [1]
+    assert router([Versioned(5, None)]).behind(Versioned(5, None), decisions, aggregates) == []
