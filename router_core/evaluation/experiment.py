@@ -63,6 +63,8 @@ class PreparedSeed:
     mean_quality: np.ndarray
     mean_cost: np.ndarray
     cost_scale: float
+    test: History  # the held-out queries, in arrival order
+    test_vectors: np.ndarray  # their embeddings, as a router computes them (``Assembly.held_out_vectors``)
 
     def stream(self, budgets: np.ndarray) -> Stream:
         return Stream(self.estimates, self.exact_estimates, self.history_estimates, self.true_quality,
@@ -117,6 +119,8 @@ def prepare_seed(data: History, embedder: Embedder, index_params: IndexParams, n
             mean_quality=history.quality.mean(axis=0),
             mean_cost=history.cost.mean(axis=0),
             cost_scale=float(history.cost.mean()),
+            test=test,
+            test_vectors=test_vectors,
         )
 
 

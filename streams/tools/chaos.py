@@ -116,23 +116,24 @@ def decisions_by_id(tally: OutcomeTally) -> dict[str, set[str]]:
 
 
 def share_usage(config: ServiceConfig, tally: OutcomeTally) -> tuple[int, float]:
-    """(number of (partition, model) shares whose charges exceed B_i / P, the largest fraction used).
+    """(number of models whose charges over all input partitions exceed the budget B_i, the largest fraction
+    of a budget used).
 
-    A query is routed only if its reservation fits in what its share has left, counting the other
-    queries at their reservation until their completion arrives and at their actual cost after, and a
-    worker never spends more than a reservation. So the sum over routed queries of the actual cost
-    (the reservation while no completion arrived) can never exceed the share: that is checked."""
-    charged: dict[tuple[int, str], float] = {}
+    A query is routed only if its reservation fits in what its partition's share has left, counting the
+    other queries at their reservation until their completion arrives and at their actual cost after, and a
+    worker never spends more than a reservation; the optimizer reassigns the shares so that what all
+    partitions may use stays within B_i (streams/service/shares.py). So the sum over routed queries of the
+    actual cost (the reservation while no completion arrived) can never exceed the budget: that is checked.
+    A partition may use more than B_i / P once shares are reassigned."""
+    charged: dict[str, float] = {}
     first: dict[str, dict[str, Any]] = {}
     for message in tally.routed_messages:
         first.setdefault(message["query"]["id"], message)
     for query_id, message in first.items():
         completion = tally.completions.get(query_id)
         cost = message["reserved_cost"] if completion is None else completion["cost"]
-        key = (message["partition"], message["model"])
-        charged[key] = charged.get(key, 0.0) + cost
-    partitions = config.topics.query_partitions
-    used = [(dollars, config.model(model).budget / partitions) for (_, model), dollars in charged.items()]
+        charged[message["model"]] = charged.get(message["model"], 0.0) + cost
+    used = [(dollars, config.model(model).budget) for model, dollars in charged.items()]
     overruns = sum(1 for dollars, share in used if dollars > share * (1 + 1e-9))
     return overruns, max((d / s for d, s in used if s > 0), default=0.0)
 
@@ -339,7 +340,7 @@ def soak_queries(config: ServiceConfig, count: int, seed: int) -> list[QueryEven
 def print_reports(reports: list[SoakReport], emit: Callable[[str], None] = print) -> None:
     """The table of checks, one row per seed, then each seed's faults."""
     header = ("seed", "produced", "routed", "unserved", "dlq", "lost", "decided twice", "re-emitted",
-              "shares over", "max share used", "longest stall s (at)", "result")
+              "budgets over", "max budget used", "longest stall s (at)", "result")
     emit("| " + " | ".join(header) + " |")
     emit("|" + "---|" * len(header))
     for r in reports:

@@ -11,6 +11,13 @@ the text, the task label and the precomputed embedding the offline benchmark use
 service's decisions are then accounted for and scored by the offline evaluator (``replay``
 with the recorded choices, reserve accounting), so both sides lose an answer whose true cost
 no longer fits; what the workers actually charged is reported beside it.
+
+The offline reserve accounting settles each answer 32 queries after its decision (``replay``'s
+``in_flight``). The stream is therefore sent at ``--rate`` queries per second (default 50), at which
+the replay workers answer about as fast as queries arrive, and each row reports the answers the
+service actually had in flight (``stream_in_flight``: the median, over its routed decisions, of
+earlier routed queries not yet completed). ``--rate 0`` sends one burst: hundreds of reservations
+are then held at once, a different operating point from the offline one.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ class StreamRun:
     result: ReplayResult  # the service's choices through the offline evaluator (reserve accounting)
     charged: np.ndarray  # dollars the workers charged per model (true costs of every completed answer)
     versions_used: int  # distinct weights versions the learned decisions carried
+    in_flight: float  # median number of routed answers not yet completed when a query was routed
 
 
 def stream_config(base: ServiceConfig, directory: Path, seed: int, n_test: int, budgets: dict[str, float],
@@ -103,7 +111,20 @@ def score_stream(tally: OutcomeTally, ids: tuple[str, ...], models: tuple[str, .
     for completion in tally.completions.values():
         charged[models.index(completion["model"])] += completion["cost"]
     result = replay(RecordedChoices(choices), stream, np.random.default_rng(0), "reserve", reserve_factor=reserve_factor)
-    return StreamRun(result, charged, len(versions))
+    return StreamRun(result, charged, len(versions), in_flight(tally))
+
+
+def in_flight(tally: OutcomeTally) -> float:
+    """The median, over the routed decisions, of the earlier routed queries whose completion had not come yet
+    (0 when nothing was routed)."""
+    routed = np.sort([m["routed_at"] for m in tally.routed_messages if m["query"]["id"] in tally.completions])
+    if len(routed) == 0:
+        return 0.0
+    completed = np.sort([tally.completions[m["query"]["id"]]["completed_at"] for m in tally.routed_messages
+                         if m["query"]["id"] in tally.completions])
+    started = np.searchsorted(routed, routed, side="left")  # routed strictly before each decision
+    finished = np.searchsorted(completed, routed, side="right")  # completed by then
+    return float(np.median(np.maximum(started - finished, 0)))
 
 
 def run_stream(config_path: Path, events: list[QueryEvent], timeout: float, log_dir: Path,
@@ -139,8 +160,7 @@ def run_stream(config_path: Path, events: list[QueryEvent], timeout: float, log_
 def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[str, Any]]:
     """One row per (seed, split, factor): offline ``port`` (reserve accounting) and the stream."""
     from router_core.embedders import create_embedder
-    from router_core.engine import learn_prefixes
-    from router_core.evaluation.experiment import prepare_seed, test_split
+    from router_core.evaluation.experiment import prepare_seed
     from router_core.history import load_history
     from router_core.policies import create_policy
 
@@ -151,10 +171,8 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
     for seed in args.seeds:
         prepared = next(prepare_seed(data, embedder, base.index, args.n_test, params.k, seed, (params.estimator,),
                                      drift=args.drift))
-        test_rows, history_rows = test_split(data, args.n_test, seed, args.drift)
-        history, test = data.subset(history_rows), data.subset(test_rows)
-        vectors = embedder.embed_cached(learn_prefixes(history, base.embedding).strip_all(test.prompts))
-        events = test_events(test.ids, test.prompts, test.tasks, vectors)
+        test = prepared.test
+        events = test_events(test.ids, test.prompts, test.tasks, prepared.test_vectors)
         for split in args.splits:
             for factor in args.budget_factors:
                 budgets = prepared.budgets(split, factor)
@@ -186,6 +204,7 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
                     "stream_served": int(run.result.throughput), "offline_served": int(offline.throughput),
                     "stream_routed": sum(tally.routed.values()), "stream_unserved": dict(tally.unserved_reasons),
                     "stream_seconds": round(time.monotonic() - started, 1), "rate": args.rate,
+                    "stream_in_flight": run.in_flight,
                 }
 
 
@@ -193,14 +212,15 @@ def run_parity(args: argparse.Namespace) -> int:
     """Run the grid, print the table, write the JSON rows; exit 1 when a setting misses the bar."""
     base = load_config(args.config)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    processes.exit_on_sigterm()
     rows = []
     print(f"{'split':9s} {'factor':>6s} {'seed':>4s} {'offline':>9s} {'stream':>9s} {'ratio':>6s} "
-          f"{'spent':>8s} {'budget':>8s} {'versions':>8s}")
+          f"{'spent':>8s} {'budget':>8s} {'versions':>8s} {'in-flight':>9s}")
     for row in parity_rows(args, base):
         rows.append(row)
         print(f"{row['split']:9s} {row['budget_factor']:6g} {row['seed']:4d} {row['offline_performance']:9.1f} "
               f"{row['stream_performance']:9.1f} {row['ratio']:6.3f} {row['stream_spent']:8.4f} "
-              f"{row['budget_total']:8.4f} {row['weights_versions']:8d}"
+              f"{row['budget_total']:8.4f} {row['weights_versions']:8d} {row['stream_in_flight']:9.0f}"
               + (f"  OVER BUDGET: {row['over_budget_models']}" if row["over_budget_models"] else "")
               + (f"  (service charged over: {row['service_over_budget']})" if row["service_over_budget"] else ""),
               flush=True)
@@ -219,7 +239,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", nargs="+", default=["weighted"])
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--drift", action="store_true", help="the drift split: the task mix changes mid-stream")
-    parser.add_argument("--rate", type=float, default=0.0, help="queries per second sent (0: as fast as possible)")
+    parser.add_argument("--rate", type=float, default=50.0, help="queries per second sent (0: one burst, as fast "
+                        "as possible); at the default the replay workers keep about as many answers in flight as "
+                        "the offline reserve accounting models (32)")
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--timeout", type=float, default=900.0, help="limit for each wait (seconds)")
     parser.add_argument("--min-ratio", type=float, default=0.97, help="exit 1 when a stream/offline ratio is below")

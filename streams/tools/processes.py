@@ -129,6 +129,12 @@ def worker(config_path: str | Path, model: str, log_path: Path, env: dict[str, s
                           env)
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit`` in this process, so that its ``finally`` blocks stop the children it
+    started (the default action ends this process alone and leaves them running)."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def stop_all(processes: list[ServiceProcess], timeout: float = 30.0) -> None:
     """Terminate every process (in reverse order) and wait for each."""
     for process in reversed(processes):

@@ -117,18 +117,14 @@ def first_decisions(tally: OutcomeTally) -> dict[str, dict[str, Any]]:
 
 
 def assert_budgets(config: ServiceConfig, tally: OutcomeTally) -> dict[str, float]:
-    """Reservations per (partition, model) never exceed the share B_i / P; returns totals per model."""
-    partitions = config.topics.query_partitions
-    reserved: dict[tuple[int, str], float] = {}
-    for message in first_decisions(tally).values():
-        key = (message["partition"], message["model"])
-        reserved[key] = reserved.get(key, 0.0) + message["reserved_cost"]
-    for (partition, model), dollars in reserved.items():
-        share = config.model(model).budget / partitions
-        assert dollars <= share * (1 + 1e-9), f"{model} on partition {partition}: reserved {dollars} > share {share}"
+    """Reservations per model, over all input partitions (whose shares the optimizer reassigns), never exceed
+    the budget B_i; returns the totals per model."""
     totals: dict[str, float] = {}
-    for (_, model), dollars in reserved.items():
-        totals[model] = totals.get(model, 0.0) + dollars
+    for message in first_decisions(tally).values():
+        totals[message["model"]] = totals.get(message["model"], 0.0) + message["reserved_cost"]
+    for model, dollars in totals.items():
+        budget = config.model(model).budget
+        assert dollars <= budget * (1 + 1e-9), f"{model}: reserved {dollars} > budget {budget}"
     return totals
 
 

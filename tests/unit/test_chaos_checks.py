@@ -39,16 +39,16 @@ def routed(query_id: str, model: str, partition: int, reservation: float) -> dic
 def test_share_usage_counts_actual_costs_and_the_reservations_still_held() -> None:
     config = load_config(REPO / "examples" / "config.yaml", {})
     model = config.models[0]
-    share = model.budget / config.topics.query_partitions
+    share = model.budget
     tally = OutcomeTally()
-    tally.routed_messages = [routed("a", model.name, 0, 0.6 * share), routed("b", model.name, 0, 0.6 * share)]
-    assert share_usage(config, tally)[0] == 1  # two reservations over the share
+    tally.routed_messages = [routed("a", model.name, 0, 0.6 * share), routed("b", model.name, 1, 0.6 * share)]
+    assert share_usage(config, tally)[0] == 1  # two reservations over the budget
     tally.completions = {"a": {"cost": 0.3 * share}}  # a settled cheaper, freeing room for b
     overruns, used = share_usage(config, tally)
     assert overruns == 0 and abs(used - 0.9) < 1e-9
     tally.routed_messages.append(routed("a", model.name, 0, 0.6 * share))  # a re-emission is not a new charge
     assert share_usage(config, tally)[0] == 0
-    tally.completions["b"] = {"cost": 0.75 * share}  # settled spend itself over the share is found
+    tally.completions["b"] = {"cost": 0.75 * share}  # settled spend itself over the budget is found
     assert share_usage(config, tally)[0] == 1
 
 
