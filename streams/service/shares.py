@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAX_STEPS = 8  # shares kept per partition; older ones merge into a conservative (larger) one
+CHUNK = 2.0  # a part of a model's leftover below this many mean estimated costs is too small to split off
 
 
 @dataclass
@@ -68,7 +69,11 @@ class ShareBook:
     used, and what is left of B_i is divided in proportion to the partition's part of the last
     ``window`` decisions (plus one, so that an idle partition keeps a small share to start from).
     Traffic is keyed by query id, so the rate is what predicts where the next queries, and
-    therefore the next reservations, arrive.
+    therefore the next reservations, arrive. Except when what is left of B_i is small: divided,
+    each part would be less than ``CHUNK`` times the model's mean estimated cost over the window
+    (a part that small fits few or no reservations, and the money would be stranded in every
+    partition), so all that is left goes to one partition, the one already holding the most of it
+    (so that it does not move back and forth between versions).
     """
 
     def __init__(self, budgets: np.ndarray, partitions: int, window: int = 1000) -> None:
@@ -78,16 +83,19 @@ class ShareBook:
         zero = np.zeros_like(self.budgets)
         self.parts = [PartitionShares(0, zero.copy(), [(0, base.copy())]) for _ in range(partitions)]
         self.recent: deque[int] = deque(maxlen=window)
+        self.costs: deque[np.ndarray] = deque(maxlen=window)  # estimated costs of the recent decisions
 
-    def observe(self, partition: int, version: int, used: np.ndarray | None, decided: bool) -> None:
+    def observe(self, partition: int, version: int, used: np.ndarray | None, cost: np.ndarray | None) -> None:
         """Account for one observation of ``partition`` (following ``version``, 0 for none; ``used`` its
-        reported use, None to keep the last; ``decided``: it reports a decision, not only an acknowledgement)."""
+        reported use, None to keep the last; ``cost`` the decision's estimated cost per model, None for an
+        acknowledgement that reports no decision)."""
         if not 0 <= partition < self.partitions:
             raise ValueError(f"partition {partition} is outside the {self.partitions} input partitions")
         part = self.parts[partition]
         part.observe(version, part.used if used is None else used)
-        if decided:
+        if cost is not None:
             self.recent.append(partition)
+            self.costs.append(np.asarray(cost, dtype=np.float64))
 
     def used(self) -> np.ndarray:
         """(P, M): every partition's newest reported use."""
@@ -109,6 +117,11 @@ class ShareBook:
         caps, used = self.caps(), self.used()
         left = np.maximum(self.budgets - used.sum(axis=0), 0.0)
         target = used + self.rates()[:, None] * left[None, :]
+        chunk = CHUNK * (np.mean(self.costs, axis=0) if self.costs else np.zeros_like(self.budgets))
+        holder = np.argmax(caps - used, axis=0)
+        for model in np.flatnonzero(left < self.partitions * chunk):
+            target[:, model] = used[:, model]
+            target[holder[model], model] += left[model]
         shares = np.minimum(target, caps)
         lack = np.maximum(target - caps, 0.0)
         headroom = np.maximum(self.budgets - caps.sum(axis=0), 0.0)

@@ -244,7 +244,8 @@ class Optimizer:
                       event.partition, self.book.partitions)
             return
         used = np.asarray(spent, dtype=np.float64) if spent is not None and len(spent) == len(self.budgets) else None
-        self.book.observe(event.partition, event.weights_version, used, event.decided)
+        self.book.observe(event.partition, event.weights_version, used,
+                          np.asarray(event.cost, dtype=np.float64) if event.decided else None)
 
     def remaining(self) -> np.ndarray:
         """The budgets left: the configured budgets less every partition's spend."""

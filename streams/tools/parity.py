@@ -12,12 +12,14 @@ service's decisions are then accounted for and scored by the offline evaluator (
 with the recorded choices, reserve accounting), so both sides lose an answer whose true cost
 no longer fits; what the workers actually charged is reported beside it.
 
-The offline reserve accounting settles each answer 32 queries after its decision (``replay``'s
-``in_flight``). The stream is therefore sent at ``--rate`` queries per second (default 50), at which
-the replay workers answer about as fast as queries arrive, and each row reports the answers the
-service actually had in flight (``stream_in_flight``: the median, over its routed decisions, of
-earlier routed queries not yet completed). ``--rate 0`` sends one burst: hundreds of reservations
-are then held at once, a different operating point from the offline one.
+Both sides hold the same number of answers in flight. The offline reserve accounting settles each
+answer ``in_flight`` queries after its decision (``replay``); how many that is in the service depends
+on the rate the queries arrive at and how fast the workers answer (one burst: hundreds). So the
+stream runs first, its in-flight is measured (``stream_in_flight``: the median, over its routed and
+completed queries, of the queries decided after one and by the time its completion was written),
+and offline ``port`` and the scoring of the stream's choices both replay with that in-flight. The
+row also gives offline ``port`` at the evaluator's default of 32 (``offline_performance_32``). The
+stream is sent at ``--rate`` queries per second (default 50; 0: one burst).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class StreamRun:
     result: ReplayResult  # the service's choices through the offline evaluator (reserve accounting)
     charged: np.ndarray  # dollars the workers charged per model (true costs of every completed answer)
     versions_used: int  # distinct weights versions the learned decisions carried
-    in_flight: float  # median number of routed answers not yet completed when a query was routed
+    in_flight: int  # queries decided while a routed answer was pending (median), as ``replay``'s ``in_flight``
 
 
 def stream_config(base: ServiceConfig, directory: Path, seed: int, n_test: int, budgets: dict[str, float],
@@ -98,8 +100,8 @@ def test_events(ids: tuple[str, ...], prompts: tuple[str, ...], tasks: tuple[str
 def score_stream(tally: OutcomeTally, ids: tuple[str, ...], models: tuple[str, ...], stream: Stream,
                  reserve_factor: float) -> StreamRun:
     """The service's decisions as the offline evaluator accounts for and scores them (reserve accounting with the
-    service's ``reserve_factor``: an answer whose true cost does not fit its reservation is lost, as the offline
-    policy's are), and what the workers charged."""
+    service's ``reserve_factor`` and the stream's measured in-flight: an answer whose true cost does not fit its
+    reservation is lost, as the offline policy's are), and what the workers charged."""
     position = {query_id: j for j, query_id in enumerate(ids)}
     choices = np.full(len(ids), SKIP, dtype=np.int64)
     versions = set()
@@ -110,21 +112,24 @@ def score_stream(tally: OutcomeTally, ids: tuple[str, ...], models: tuple[str, .
     charged = np.zeros(len(models))
     for completion in tally.completions.values():
         charged[models.index(completion["model"])] += completion["cost"]
-    result = replay(RecordedChoices(choices), stream, np.random.default_rng(0), "reserve", reserve_factor=reserve_factor)
-    return StreamRun(result, charged, len(versions), in_flight(tally))
+    pending = in_flight(tally)
+    result = replay(RecordedChoices(choices), stream, np.random.default_rng(0), "reserve", in_flight=pending,
+                    reserve_factor=reserve_factor)
+    return StreamRun(result, charged, len(versions), pending)
 
 
-def in_flight(tally: OutcomeTally) -> float:
-    """The median, over the routed decisions, of the earlier routed queries whose completion had not come yet
-    (0 when nothing was routed)."""
-    routed = np.sort([m["routed_at"] for m in tally.routed_messages if m["query"]["id"] in tally.completions])
-    if len(routed) == 0:
-        return 0.0
-    completed = np.sort([tally.completions[m["query"]["id"]]["completed_at"] for m in tally.routed_messages
-                         if m["query"]["id"] in tally.completions])
-    started = np.searchsorted(routed, routed, side="left")  # routed strictly before each decision
-    finished = np.searchsorted(completed, routed, side="right")  # completed by then
-    return float(np.median(np.maximum(started - finished, 0)))
+def in_flight(tally: OutcomeTally) -> int:
+    """The stream's counterpart of ``replay``'s ``in_flight``: the median, over the routed queries that completed,
+    of the queries decided (routed or unserved) after one and by the time its completion was written (at least 1;
+    the router applies the completion a little later still)."""
+    routed: dict[str, float] = {}
+    for message in tally.routed_messages:
+        routed.setdefault(message["query"]["id"], message["routed_at"])
+    decided = {**{m["query_id"]: m["decided_at"] for m in tally.unserved_messages}, **routed}
+    times = np.sort(np.fromiter(decided.values(), dtype=np.float64))
+    lags = [np.searchsorted(times, tally.completions[q]["completed_at"], side="right")
+            - np.searchsorted(times, at, side="right") for q, at in routed.items() if q in tally.completions]
+    return max(int(np.median(lags)), 1) if lags else 1
 
 
 def run_stream(config_path: Path, events: list[QueryEvent], timeout: float, log_dir: Path,
@@ -177,8 +182,6 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
             for factor in args.budget_factors:
                 budgets = prepared.budgets(split, factor)
                 stream = prepared.stream(budgets)
-                offline = replay(create_policy("port", params), stream, np.random.default_rng(seed), "reserve",
-                                 reserve_factor=base.budget.reserve_factor)
                 with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
                     path = stream_config(base, Path(tmp), seed, args.n_test, dict(zip(models, budgets)), args.drift)
                     started = time.monotonic()
@@ -187,6 +190,9 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
                     run = score_stream(tally, test.ids, models, stream, base.budget.reserve_factor)
                     config = load_config(path)
                     published = topic_size(config.kafka.confluent(), config.topics.name(WEIGHTS))
+                offline, offline_32 = (replay(create_policy("port", params), stream, np.random.default_rng(seed),
+                                              "reserve", in_flight=pending, reserve_factor=base.budget.reserve_factor)
+                                       for pending in (run.in_flight, 32))
                 yield {
                     "split": split, "budget_factor": factor, "seed": seed, "n_test": args.n_test,
                     "drift": args.drift, "offline_performance": offline.performance,
@@ -204,7 +210,7 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
                     "stream_served": int(run.result.throughput), "offline_served": int(offline.throughput),
                     "stream_routed": sum(tally.routed.values()), "stream_unserved": dict(tally.unserved_reasons),
                     "stream_seconds": round(time.monotonic() - started, 1), "rate": args.rate,
-                    "stream_in_flight": run.in_flight,
+                    "stream_in_flight": run.in_flight, "offline_performance_32": offline_32.performance,
                 }
 
 
@@ -215,12 +221,12 @@ def run_parity(args: argparse.Namespace) -> int:
     processes.exit_on_sigterm()
     rows = []
     print(f"{'split':9s} {'factor':>6s} {'seed':>4s} {'offline':>9s} {'stream':>9s} {'ratio':>6s} "
-          f"{'spent':>8s} {'budget':>8s} {'versions':>8s} {'in-flight':>9s}")
+          f"{'spent':>8s} {'budget':>8s} {'versions':>8s} {'in-flight':>9s} {'offline@32':>10s}")
     for row in parity_rows(args, base):
         rows.append(row)
         print(f"{row['split']:9s} {row['budget_factor']:6g} {row['seed']:4d} {row['offline_performance']:9.1f} "
               f"{row['stream_performance']:9.1f} {row['ratio']:6.3f} {row['stream_spent']:8.4f} "
-              f"{row['budget_total']:8.4f} {row['weights_versions']:8d} {row['stream_in_flight']:9.0f}"
+              f"{row['budget_total']:8.4f} {row['weights_versions']:8d} {row['stream_in_flight']:9d} {row['offline_performance_32']:10.1f}"
               + (f"  OVER BUDGET: {row['over_budget_models']}" if row["over_budget_models"] else "")
               + (f"  (service charged over: {row['service_over_budget']})" if row["service_over_budget"] else ""),
               flush=True)

@@ -12,12 +12,12 @@ from streams.service.shares import MAX_STEPS, ShareBook
 def test_a_giver_decrease_is_acknowledged_before_a_taker_gets_more() -> None:
     book = ShareBook(np.array([10.0]), 2)
     for _ in range(50):
-        book.observe(0, 0, np.array([5.0]), decided=True)  # partition 0 has used its whole B/P; 1 is idle
+        book.observe(0, 0, np.array([5.0]), np.array([0.01]))  # partition 0 has used its whole B/P; 1 is idle
     first = book.propose()
     assert first[0, 0] == pytest.approx(5.0) and first[1, 0] < 0.5  # 1 gives, 0 cannot take yet: 1's cap is 5
     book.publish(1, first)
     assert book.propose()[0, 0] == pytest.approx(5.0)  # still no acknowledgement from partition 1
-    book.observe(1, 1, np.array([0.0]), decided=False)  # partition 1 follows v1 now (an idle acknowledgement)
+    book.observe(1, 1, np.array([0.0]), None)  # partition 1 follows v1 now (an idle acknowledgement)
     second = book.propose()
     assert second[0, 0] > 9.0
     book.publish(2, second)
@@ -71,7 +71,7 @@ class Cluster:
     def consume(self) -> None:
         stop = min(len(self.log), self.read + int(self.rng.integers(1, 6)))
         for p, version, used, decided in self.log[self.read:stop]:
-            self.book.observe(p, version, used, decided)
+            self.book.observe(p, version, used, np.full(len(self.budgets), 0.1) if decided else None)
         self.read = stop
 
     def publish(self) -> None:
@@ -126,3 +126,16 @@ def test_all_traffic_on_one_partition_gets_more_than_its_fixed_share() -> None:
         cluster.publish()
     assert np.all(cluster.used[0] > budgets / 3 * 1.5)
     assert np.all(cluster.used.sum(axis=0) <= budgets + 1e-9)
+
+
+def test_a_small_leftover_goes_whole_to_the_partition_holding_most_of_it() -> None:
+    book = ShareBook(np.array([1.0, 100.0]), 2)
+    book.observe(0, 0, np.array([0.1, 10.0]), np.array([0.4, 0.4]))  # model 0: 0.9 left, under 2 x 2 x 0.4
+    book.observe(1, 0, np.array([0.2, 10.0]), np.array([0.4, 0.4]))
+    first = book.propose()
+    assert first[1, 0] == pytest.approx(0.2) and first[0, 0] == pytest.approx(0.5)  # 1 gives; 0 waits for the ack
+    assert first[0, 1] == pytest.approx(10.0 + 40.0) and first[1, 1] == pytest.approx(10.0 + 40.0)  # split by rate
+    book.publish(1, first)
+    book.observe(1, 1, None, None)
+    second = book.propose()
+    assert second[0, 0] == pytest.approx(0.8) and second[1, 0] == pytest.approx(0.2)  # all of the 0.7 left in 0
