@@ -5,7 +5,8 @@ Accounting modes:
   covers its TRUE cost, which is then charged; otherwise it is lost.
 - ``reserve`` (what the service does): routing reserves ``reserve_factor`` x the ESTIMATED cost
   (``router_core.budget.reservation``; the policy sees the remaining budget, and the query is lost
-  if the reservation does not fit); the answer completes ``in_flight`` queries later. A worker
+  if the reservation does not fit); the answer completes ``in_flight`` queries later (an array: each
+  query's own delay, e.g. as measured in the service by ``port-router bench-parity``). A worker
   answers only within the reservation (``within_reservation``): a dearer answer is refused, lost
   and charged nothing, so settled spend never exceeds a limit. Otherwise the true cost replaces
   the reservation.
@@ -13,7 +14,7 @@ Accounting modes:
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,18 +45,19 @@ class ReplayResult:
 
 
 def replay(policy: Policy, stream: Stream, rng: np.random.Generator, accounting: Accounting = "oracle",
-           in_flight: int = 32, reserve_factor: float = 1.0) -> ReplayResult:
+           in_flight: int | np.ndarray = 32, reserve_factor: float = 1.0) -> ReplayResult:
     """Route every query of ``stream`` in order with ``policy`` and account for it (``reserve_factor``
-    applies to ``reserve`` accounting only)."""
+    and ``in_flight``, one delay or one per query, apply to ``reserve`` accounting only)."""
     ledger = BudgetLedger(stream.budgets, reserve_factor if accounting == "reserve" else 1.0)
     policy.start(stream, rng)
     choices = np.full(stream.size, SKIP, dtype=np.int64)
     served = np.zeros(stream.size, dtype=bool)
-    pending: deque[tuple[int, int, float]] = deque()
+    delay = np.broadcast_to(np.asarray(in_flight, dtype=np.int64), (stream.size,))
+    pending: list[tuple[int, int, int, float]] = []  # (query the answer completes before, query, model, held)
     for j in range(stream.size):
         if accounting == "reserve":
-            while pending and pending[0][0] <= j - in_flight:
-                _settle(pending.popleft(), ledger, stream, served)
+            while pending and pending[0][0] <= j:
+                _settle(heapq.heappop(pending)[1:], ledger, stream, served)
         model = policy.choose(j, ledger.remaining())
         choices[j] = model
         if model == SKIP:
@@ -65,9 +67,9 @@ def replay(policy: Policy, stream: Stream, rng: np.random.Generator, accounting:
         else:
             held = ledger.reserve(model, float(stream.estimates.cost[j, model]))
             if held is not None:
-                pending.append((j, model, held))
+                heapq.heappush(pending, (j + int(delay[j]), j, model, held))
     while pending:
-        _settle(pending.popleft(), ledger, stream, served)
+        _settle(heapq.heappop(pending)[1:], ledger, stream, served)
     rows = np.flatnonzero(served)
     picked = choices[rows]
     return ReplayResult(

@@ -158,7 +158,9 @@ class Router:
                  dedup_window_s: float = 86_400.0) -> None:
         self.engine = engine
         self.models = engine.models
-        self.share = np.asarray(budgets, dtype=np.float64) / partitions
+        self.total = np.asarray(budgets, dtype=np.float64)
+        self.partitions = partitions
+        self.share = self.total / partitions
         self.topics = topics
         self.weights = weights
         self.rng = np.random.default_rng(seed)
@@ -187,11 +189,20 @@ class Router:
                  "the aggregates", sorted(held), len(self.expiry.heap), redone)
 
     def share_of(self, weights: Weights | None, partition: int) -> np.ndarray:
-        """``partition``'s budget share per model under ``weights`` (B/P without weights or shares)."""
-        shares = None if weights is None else weights.shares
-        if shares is None or partition >= len(shares) or len(shares[partition]) != len(self.models):
+        """``partition``'s budget share per model under ``weights`` (B/P without weights or shares; its current
+        share when the weights' shares are malformed or sum to more than a budget: logged, not followed)."""
+        if weights is None or weights.shares is None:
             return self.share
-        return np.asarray(shares[partition], dtype=np.float64)
+        try:
+            table = np.asarray(weights.shares, dtype=np.float64)
+        except ValueError:  # rows of different lengths
+            table = np.zeros(0)
+        if table.shape != (self.partitions, len(self.models)) or np.any(table.sum(axis=0) > self.total * (1 + 1e-9)):
+            log.error("weights v%d carry budget shares that are not one row per input partition and model, or sum to "
+                      "more than the budgets %s: partition %d keeps its share", weights.version, self.total.tolist(),
+                      partition)
+            return self.budgets.ledger(partition).limits
+        return table[partition]
 
     def follow(self, weights: Weights | None, partition: int) -> int:
         """Apply ``weights``' share to ``partition``; return the version (0: none)."""

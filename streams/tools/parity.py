@@ -12,14 +12,17 @@ service's decisions are then accounted for and scored by the offline evaluator (
 with the recorded choices, reserve accounting), so both sides lose an answer whose true cost
 no longer fits; what the workers actually charged is reported beside it.
 
-Both sides hold the same number of answers in flight. The offline reserve accounting settles each
-answer ``in_flight`` queries after its decision (``replay``); how many that is in the service depends
-on the rate the queries arrive at and how fast the workers answer (one burst: hundreds). So the
-stream runs first, its in-flight is measured (``stream_in_flight``: the median, over its routed and
-completed queries, of the queries decided after one and by the time its completion was written),
-and offline ``port`` and the scoring of the stream's choices both replay with that in-flight. The
-row also gives offline ``port`` at the evaluator's default of 32 (``offline_performance_32``). The
-stream is sent at ``--rate`` queries per second (default 50; 0: one burst).
+Both sides hold the same answers in flight. The offline reserve accounting settles each answer
+``in_flight`` queries after its decision (``replay``); how many that is in the service depends on the
+rate the queries arrive at and on how fast the workers answer, which on a loaded machine changes
+during the run (from a few to hundreds). So the stream runs first, and for every query the delay
+of its answer is measured in queries (the queries decided after a routed one and
+by the time its completion was written; for a query the service did not route, interpolated from
+its neighbours in arrival order); offline ``port`` and the scoring of the stream's choices both
+replay with those delays. The row gives their median and 90th percentile (``stream_in_flight``,
+``stream_in_flight_p90``) and offline ``port``
+at the evaluator's fixed 32 (``offline_performance_32``). The stream is sent at ``--rate`` queries
+per second (default 50; 0: one burst).
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class StreamRun:
     result: ReplayResult  # the service's choices through the offline evaluator (reserve accounting)
     charged: np.ndarray  # dollars the workers charged per model (true costs of every completed answer)
     versions_used: int  # distinct weights versions the learned decisions carried
-    in_flight: int  # queries decided while a routed answer was pending (median), as ``replay``'s ``in_flight``
+    delays: np.ndarray  # per query in arrival order: queries decided before its answer completed (``replay``'s in_flight)
 
 
 def stream_config(base: ServiceConfig, directory: Path, seed: int, n_test: int, budgets: dict[str, float],
@@ -112,24 +115,29 @@ def score_stream(tally: OutcomeTally, ids: tuple[str, ...], models: tuple[str, .
     charged = np.zeros(len(models))
     for completion in tally.completions.values():
         charged[models.index(completion["model"])] += completion["cost"]
-    pending = in_flight(tally)
-    result = replay(RecordedChoices(choices), stream, np.random.default_rng(0), "reserve", in_flight=pending,
+    delays = answer_delays(tally, ids)
+    result = replay(RecordedChoices(choices), stream, np.random.default_rng(0), "reserve", in_flight=delays,
                     reserve_factor=reserve_factor)
-    return StreamRun(result, charged, len(versions), pending)
+    return StreamRun(result, charged, len(versions), delays)
 
 
-def in_flight(tally: OutcomeTally) -> int:
-    """The stream's counterpart of ``replay``'s ``in_flight``: the median, over the routed queries that completed,
-    of the queries decided (routed or unserved) after one and by the time its completion was written (at least 1;
-    the router applies the completion a little later still)."""
+def answer_delays(tally: OutcomeTally, ids: tuple[str, ...]) -> np.ndarray:
+    """The stream's counterpart of ``replay``'s ``in_flight``, per query of ``ids`` (arrival order): for a routed
+    query that completed, the queries decided (routed or unserved) after it and by the time its completion was
+    written (the router applies it a little later still); for the others, interpolated from the nearest such
+    queries in arrival order; at least 1 (32 when no routed query completed)."""
     routed: dict[str, float] = {}
     for message in tally.routed_messages:
         routed.setdefault(message["query"]["id"], message["routed_at"])
     decided = {**{m["query_id"]: m["decided_at"] for m in tally.unserved_messages}, **routed}
     times = np.sort(np.fromiter(decided.values(), dtype=np.float64))
-    lags = [np.searchsorted(times, tally.completions[q]["completed_at"], side="right")
-            - np.searchsorted(times, at, side="right") for q, at in routed.items() if q in tally.completions]
-    return max(int(np.median(lags)), 1) if lags else 1
+    position = {query_id: j for j, query_id in enumerate(ids)}
+    measured = sorted((position[q], np.searchsorted(times, tally.completions[q]["completed_at"], side="right")
+                       - np.searchsorted(times, at, side="right")) for q, at in routed.items() if q in tally.completions)
+    if not measured:
+        return np.full(len(ids), 32, dtype=np.int64)
+    at, lag = zip(*measured)
+    return np.maximum(np.rint(np.interp(np.arange(len(ids)), at, lag)), 1).astype(np.int64)
 
 
 def run_stream(config_path: Path, events: list[QueryEvent], timeout: float, log_dir: Path,
@@ -191,8 +199,8 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
                     config = load_config(path)
                     published = topic_size(config.kafka.confluent(), config.topics.name(WEIGHTS))
                 offline, offline_32 = (replay(create_policy("port", params), stream, np.random.default_rng(seed),
-                                              "reserve", in_flight=pending, reserve_factor=base.budget.reserve_factor)
-                                       for pending in (run.in_flight, 32))
+                                              "reserve", in_flight=delays, reserve_factor=base.budget.reserve_factor)
+                                       for delays in (run.delays, 32))
                 yield {
                     "split": split, "budget_factor": factor, "seed": seed, "n_test": args.n_test,
                     "drift": args.drift, "offline_performance": offline.performance,
@@ -210,7 +218,8 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
                     "stream_served": int(run.result.throughput), "offline_served": int(offline.throughput),
                     "stream_routed": sum(tally.routed.values()), "stream_unserved": dict(tally.unserved_reasons),
                     "stream_seconds": round(time.monotonic() - started, 1), "rate": args.rate,
-                    "stream_in_flight": run.in_flight, "offline_performance_32": offline_32.performance,
+                    "stream_in_flight": int(np.median(run.delays)), "offline_performance_32": offline_32.performance,
+                    "stream_in_flight_p90": int(np.percentile(run.delays, 90)),
                 }
 
 

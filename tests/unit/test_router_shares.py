@@ -61,3 +61,10 @@ def test_a_router_whose_weights_lag_the_state_does_not_route_that_partition() ->
     lost_aggregate = router([Versioned(4, None)])  # the version is recovered from the decision records too
     assert lost_aggregate.behind(lost_aggregate.weights(), decisions, {}) == [1]
     assert router([Versioned(5, None)]).behind(Versioned(5, None), decisions, aggregates) == []
+
+
+def test_shares_beyond_the_budgets_are_not_followed() -> None:
+    current = [Versioned(2, [[4.0, 8.0], [1.0, 0.0]])]  # m0: 5.0 in all, the budget is 4.0
+    r = router(current)
+    r.acknowledge({0, 1}, {}, {})
+    assert r.budgets.ledger(0).limits.tolist() == [2.0, 4.0]  # B/P kept
