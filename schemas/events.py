@@ -109,7 +109,7 @@ class RoutingWeights(Event):
                                                "budget share per model routers apply with this version (absent: B/P)")
     share_acks: list[int] | None = Field(None, max_length=1024, description="per input partition, the newest "
                                          "version it acknowledged when this version was published")
-    share_steps: list[list[ShareStep]] | None = Field(None, max_length=1024, description="per input partition, "
+    share_steps: list[Annotated[list[ShareStep], Field(max_length=64)]] | None = Field(None, max_length=1024, description="per input partition, "
                                                       "the shares of the versions at or after its acknowledged one")
 
     @model_validator(mode="after")

@@ -231,7 +231,7 @@ class Optimizer:
         if event is None:
             return False
         self.account(event)
-        return self.controller.due()
+        return event.decided and self.controller.due()  # an acknowledgement adds no decision: nothing falls due
 
     def account(self, event: ObservationEvent) -> None:
         """Add one decision to the sample and the count (an acknowledgement adds none); take its partition's

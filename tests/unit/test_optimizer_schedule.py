@@ -66,3 +66,17 @@ def test_a_gap_in_the_observations_calls_for_a_resume() -> None:
     opt.on_observation(0, event(0))
     assert not opt.needs_resume(1) and not opt.needs_resume(0)
     assert opt.needs_resume(7), "offsets 1..6 were accounted for by another router's optimizer"
+
+
+def test_an_acknowledgement_is_no_decision_and_makes_no_solve_due() -> None:
+    opt = optimizer()
+    for offset in range(5):
+        opt.on_observation(offset, event(offset))
+    opt.controller.solve(opt.remaining())  # the first solve, as publish does
+    for offset in range(5, 15):
+        due = opt.on_observation(offset, event(offset))
+    assert due and opt.controller.seen == 15
+    ack = ObservationEvent(partition=1, observed_at=1.0, phase="learned", partition_spent=[0.0, 0.0],
+                           weights_version=2).model_dump_json().encode()
+    assert not opt.on_observation(15, ack)  # still at 15 decisions seen: no second solve for them
+    assert opt.controller.seen == 15 and opt.book.parts[1].acked == 2
