@@ -87,15 +87,15 @@ class ShareBook:
 
     def observe(self, partition: int, version: int, used: np.ndarray | None, cost: np.ndarray | None) -> None:
         """Account for one observation of ``partition`` (following ``version``, 0 for none; ``used`` its
-        reported use, None to keep the last; ``cost`` the decision's estimated cost per model, None for an
-        acknowledgement that reports no decision)."""
+        reported use, None to keep the last; ``cost`` the estimated cost per model of the decision it reports,
+        (M,), or of each of several, (n, M); None for an acknowledgement that reports no decision)."""
         if not 0 <= partition < self.partitions:
             raise ValueError(f"partition {partition} is outside the {self.partitions} input partitions")
         part = self.parts[partition]
         part.observe(version, part.used if used is None else used)
-        if cost is not None:
+        for row in ([] if cost is None else np.atleast_2d(np.asarray(cost, dtype=np.float64))):
             self.recent.append(partition)
-            self.costs.append(np.asarray(cost, dtype=np.float64))
+            self.costs.append(row)
 
     def used(self) -> np.ndarray:
         """(P, M): every partition's newest reported use."""

@@ -139,3 +139,10 @@ def test_a_small_leftover_goes_whole_to_the_partition_holding_most_of_it() -> No
     book.observe(1, 1, None, None)
     second = book.propose()
     assert second[0, 0] == pytest.approx(0.8) and second[1, 0] == pytest.approx(0.2)  # all of the 0.7 left in 0
+
+
+def test_an_observation_of_several_decisions_counts_each_for_the_rates() -> None:
+    book = ShareBook(np.array([10.0]), 2, window=100)
+    book.observe(0, 0, np.array([1.0]), np.full((8, 1), 0.1))  # one event for a batch of 8 decisions
+    book.observe(1, 0, np.array([1.0]), np.array([0.1]))
+    assert book.rates().tolist() == pytest.approx([9 / 11, 2 / 11])
