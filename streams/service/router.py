@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from router_core.budget import BudgetLedger
 from router_core.estimator import Estimates
+from router_core.periods import BudgetPeriods
 from schemas import Completion, DeadLetter, ObservationEvent, QueryEvent, RoutedQuery, UnservedQuery
 from schemas.events import MAX_RAW_CHARS
 from streams.service.budget_state import DecisionExpiry, PartitionBudgets
@@ -137,11 +138,12 @@ def validation_reason(error: ValidationError) -> str:
     return "invalid " + "; ".join(parts)
 
 
-def decision_record(message: Outgoing, model: str | None, held: float, offset: int, decided_at: float) -> dict:
+def decision_record(message: Outgoing, model: str | None, held: float, offset: int, decided_at: float,
+                    period: int = 0) -> dict:
     """The decisions table's record of one query: the message to re-emit, its charge (the reservation, with
-    ``actual`` and ``settled_by`` set once a completion settles it) and its input offset."""
+    ``actual`` and ``settled_by`` set once a completion settles it), its input offset and its budget period."""
     return {"topic": message.topic, "value": message.value.decode(), "model": model, "reserved": held,
-            "actual": None, "offset": offset, "decided_at": decided_at, "settled_by": None}
+            "actual": None, "offset": offset, "decided_at": decided_at, "settled_by": None, "period": period}
 
 
 class Router:
@@ -151,7 +153,8 @@ class Router:
     def __init__(self, engine: Engine, budgets: np.ndarray, partitions: int, topics: TopicNames,
                  weights: Callable[[], Weights | None], seed: int = 0,
                  cost_bound: CostBound = CostBound(), reserve_factor: float = 1.0,
-                 dedup_window_s: float = 86_400.0) -> None:
+                 dedup_window_s: float = 86_400.0, periods: BudgetPeriods = BudgetPeriods(),
+                 periods_kept: int = 24) -> None:
         self.engine = engine
         self.models = engine.models
         self.share = np.asarray(budgets, dtype=np.float64) / partitions
@@ -161,7 +164,8 @@ class Router:
         self.controller = engine.controller(np.asarray(budgets, dtype=np.float64), seed)  # choices only: the
         # optimizer learns the weights with its own controller, the routers follow them
         self.cost_bound = cost_bound
-        self.budgets = PartitionBudgets(self.models, self.share, reserve_factor)
+        self.periods = periods  # a decision belongs to the budget period of the router's clock when it is made
+        self.budgets = PartitionBudgets(self.models, self.share, reserve_factor, periods_kept)
         self.expiry = DecisionExpiry(dedup_window_s)
         self.observed = 0  # observation-phase decisions known to this process
         self.stale = True  # rebuild the ledger from the decisions before the next batch
@@ -259,6 +263,7 @@ class Router:
             self.rebuild(decisions, aggregates)
         weights = self.weights()
         gamma = self.gamma_of(weights)
+        period_now = self.periods.index(time.time())
         emitted: list[Outgoing] = []
         observed: list[Outgoing] = []
         by_partition: dict[int, list[int]] = {}
@@ -274,7 +279,7 @@ class Router:
         for partition, rows in by_partition.items():
             rows = self.first_of_each_id(batch.queries, rows)
             est = Estimates(batch.estimates.quality[rows], batch.estimates.cost[rows])  # type: ignore[union-attr]
-            ledger = self.budgets.ledger(partition)
+            period, ledger = self.budgets.current(partition, period_now)
             remaining = ledger.remaining()
             self.controller.follow(gamma)
             choices, scores = self.controller.choices(est, remaining, self.rng)
@@ -287,9 +292,10 @@ class Router:
                                                     ledger, phase, weights)
                 now = time.time()
                 key = state_key(partition, query.id)
-                decisions[key] = decision_record(message, model, held, batch.records[row].offset, now)
+                decisions[key] = decision_record(message, model, held, batch.records[row].offset, now, period)
                 self.expiry.add(key, now)
-                observed.append(self.observation(query, partition, est, j, phase, ledger.spent + ledger.reserved))
+                observed.append(self.observation(query, partition, est, j, phase, ledger.spent + ledger.reserved,
+                                                 period))
                 emitted.append(message)
         return emitted, observed
 
@@ -316,11 +322,12 @@ class Router:
         return np.asarray(weights.gamma, dtype=np.float64)
 
     def observation(self, query: QueryEvent, partition: int, est: Estimates, j: int, phase: str,
-                    spent: np.ndarray) -> Outgoing:
-        """The observation event of a decided query: its estimates and the partition's spend after it."""
+                    spent: np.ndarray, period: int = 0) -> Outgoing:
+        """The observation event of a decided query: its estimates, its budget period and the partition's spend
+        in that period after it."""
         event = ObservationEvent(query_id=query.id, partition=partition, quality=est.quality[j].tolist(),
                                  cost=est.cost[j].tolist(), observed_at=time.time(), phase=phase,
-                                 partition_spent=np.maximum(spent, 0.0).tolist())
+                                 partition_spent=np.maximum(spent, 0.0).tolist(), period=period)
         return Outgoing(self.topics.observations, query.id, event.model_dump_json().encode())
 
     def outcome(self, query: QueryEvent, partition: int, est: Estimates, j: int, choice: int, score: float,
@@ -377,5 +384,6 @@ class Router:
                       decision["reserved"])
         decisions[key] = {**decision, "actual": completion.cost, "settled_by": record.offset}
         if not self.stale:
-            self.budgets.settle(record.partition, completion.model, decision["reserved"], completion.cost, record.offset)
+            self.budgets.settle(record.partition, completion.model, decision["reserved"], completion.cost, record.offset,
+                                int(decision.get("period", 0)))
         return []

@@ -23,6 +23,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from router_core.engine import RoutingEngine
+from router_core.params import BudgetParams
+from router_core.periods import forecast_volume
 from schemas import ObservationEvent, RoutingWeights
 from streams import kafka
 
@@ -197,10 +199,17 @@ class Optimizer:
     decisions and spend they had seen, and the observations read again from the topic (the
     sample's last ``port.resolve_window`` and every one after). A version is always above the
     newest one followed.
+
+    Budget periods (``budget.period``): the first observation of a later period restarts the
+    controller (``PortController.restart_period``) with the full budgets and the period's expected
+    volume (``expected_volume``); the spend of the closed period no longer counts. An observation of
+    an earlier period (a late batch) still teaches its estimates, but its spend is not the current
+    period's.
     """
 
     def __init__(self, engine: RoutingEngine, budgets: np.ndarray, kafka_conf: dict[str, str],
-                 observations_topic: str, weights_topic: str, watcher: WeightsWatcher) -> None:
+                 observations_topic: str, weights_topic: str, watcher: WeightsWatcher,
+                 budget: BudgetParams = BudgetParams()) -> None:
         self.engine = engine
         self.budgets = np.asarray(budgets, dtype=np.float64)
         self.kafka_conf = kafka_conf
@@ -208,7 +217,13 @@ class Optimizer:
         self.weights_topic = weights_topic
         self.watcher = watcher
         self.controller = engine.controller(self.budgets)
+        if budget.period_queries is not None:  # the first period's volume too
+            self.controller.restart_period(self.budgets, budget.period_queries)
         self.target = self.controller.n_observe
+        self.budget = budget
+        self.grid = budget.grid()
+        self.period: int | None = None  # the budget period accounted for (None: none yet)
+        self.period_first_at: float | None = None  # when the period's first decision seen was made
         self.spent: dict[int, np.ndarray] = {}  # input partition -> its newest spend per model
         self.next_offset: int | None = None  # None until resumed from the topic
         self.version = 0
@@ -228,10 +243,34 @@ class Optimizer:
         return self.controller.due()
 
     def account(self, event: ObservationEvent) -> None:
-        """Add one decision to the sample and the count; take its partition's spend."""
+        """Add one decision to the sample and the count; take its partition's spend (in the current period)."""
+        if self.period is None or event.period > self.period:
+            self.start_period(event.period, event.observed_at)
         self.controller.record(np.asarray(event.quality), np.asarray(event.cost))
-        if event.partition_spent is not None and len(event.partition_spent) == len(self.budgets):
+        if event.period == self.period and event.partition_spent is not None \
+                and len(event.partition_spent) == len(self.budgets):
             self.spent[event.partition] = np.asarray(event.partition_spent, dtype=np.float64)
+
+    def expected_volume(self, period: int) -> int:
+        """Decisions expected in ``period``: ``budget.period_queries`` when set; else, after a closed period, its
+        arrival rate (decisions seen from its start, or its first decision when later, to the new period's start)
+        x the period's length; else (the first period, or periods off) the controller's ``port.n_expected``."""
+        fallback = self.engine.port.n_expected
+        if self.budget.period_queries is not None:
+            return self.budget.period_queries
+        if self.period is None or self.grid.length_s is None:
+            return fallback
+        since = max(self.grid.start(self.period), self.period_first_at or 0.0)
+        return forecast_volume(self.controller.seen, since, self.grid.start(period), self.grid.length_s, fallback)
+
+    def start_period(self, period: int, first_at: float) -> None:
+        """Move on to ``period`` at its first observation (made at ``first_at``): full budgets, the period's
+        expected volume, no spend yet, the re-solve schedule from zero (the controller's ``restart_period``)."""
+        if self.period is not None:
+            self.controller.restart_period(self.budgets, self.expected_volume(period))
+            log.info("optimizer: budget period %d starts, %d decisions expected", period, self.controller.n_expected)
+        self.period, self.period_first_at = period, first_at
+        self.spent = {}
 
     def remaining(self) -> np.ndarray:
         """The budgets left: the configured budgets less every partition's spend."""
@@ -253,6 +292,10 @@ class Optimizer:
         if latest is not None and latest.next_offset > 0:
             self.version = latest.version
             self.controller.follow(np.asarray(latest.gamma))
+            if latest.period_expected:  # the period's schedule as the optimizer that published them had it
+                self.controller.restart_period(self.budgets, latest.period_expected)
+                self.controller.start = latest.schedule_start
+            self.period, self.period_first_at = latest.period, latest.period_first_at
             self.controller.seen = latest.decisions_seen
             self.spent = {p: np.asarray(s, dtype=np.float64) for p, s in enumerate(latest.partition_spent or [])}
             start = latest.next_offset
@@ -282,7 +325,9 @@ class Optimizer:
             alpha=self.engine.port.alpha, eps=self.engine.port.eps, solver=solution.solver,
             objective=float(solution.objective), cost_scale=float(self.engine.cost_scale),
             sample_size=max(len(self.controller.sample), 1), created_at=time.time(),
-            decisions_seen=self.controller.seen, next_offset=self.next_offset,
+            decisions_seen=self.controller.seen, next_offset=self.next_offset, period=self.period or 0,
+            period_expected=self.controller.n_expected, period_first_at=self.period_first_at,
+            schedule_start=self.controller.start,
             partition_spent=[self.spent.get(p, np.zeros(len(self.budgets))).tolist()
                              for p in range(max(self.spent, default=-1) + 1)],
         )
