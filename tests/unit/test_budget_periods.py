@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from router_core.params import BudgetParams
+from router_core.estimator import Estimates
+from router_core.evaluation.replay import replay
+from router_core.params import BudgetParams, PortParams
+from router_core.policies import Policy, Stream, create_policy
+from router_core.policies.port import PortPolicy
 from router_core.periods import BudgetPeriods, forecast_volume
 from schemas import ObservationEvent
 from streams.service import router as router_module
@@ -18,6 +22,7 @@ from streams.service.budget_state import aggregate_key
 from streams.service.router import Record, Router
 from streams.service.weights import Optimizer
 
+from tests.unit.routing_fixtures import random_stream
 from test_optimizer_schedule import Engine
 from test_stream_router import completion, record, router
 
@@ -247,3 +252,53 @@ def test_the_configured_period_volume_wins_over_the_forecast() -> None:
     opt.on_observation(0, observation(0, 5, ORIGIN + 5 * LENGTH, 0.0))
     opt.on_observation(1, observation(1, 6, ORIGIN + 6 * LENGTH, 0.0))
     assert opt.period == 6 and opt.controller.n_expected == 400
+
+
+# -- offline: the evaluator runs a stream as K periods through the same controller hook -----------
+class Scripted(Policy):
+    """Routes by a fixed list, and records the period boundaries it is told of."""
+
+    def __init__(self, plan: list[int]) -> None:
+        self.plan = plan
+        self.restarts: list[tuple[list[float], int]] = []
+
+    def restart_period(self, budgets: np.ndarray, n_expected: int) -> None:
+        self.restarts.append((budgets.tolist(), n_expected))
+
+    def choose(self, j: int, remaining: np.ndarray) -> int:
+        return self.plan[j]
+
+
+def test_offline_periods_have_their_own_budgets_and_a_late_answer_settles_in_its_period() -> None:
+    quality = np.ones((6, 2))
+    cost = np.ones((6, 2))
+    est = Estimates(quality, cost)
+    stream = Stream(est, est, est, quality, cost, np.array([4.0, 2.0]), 1.0)
+    policy = Scripted([0, 0, 0, 0, 0, 0])  # model 0 holds 2 queries per period (4.0 / 2)
+    result = replay(policy, stream, np.random.default_rng(0), "reserve", in_flight=2, periods=2)
+    assert policy.restarts == [([2.0, 1.0], 3), ([2.0, 1.0], 3)]
+    assert result.served.tolist() == [True, True, False, True, True, False], "exhausted, then served again"
+    # query 1 completes after the boundary (in flight 2): it settles in period 0, not in period 1
+    assert [s.tolist() for s in result.period_spent] == [[2.0, 0.0], [2.0, 0.0]]
+    assert result.spent.tolist() == [4.0, 0.0]
+
+
+def test_offline_port_restarts_its_controller_at_each_period_and_stays_within_each_periods_budget() -> None:
+    stream = random_stream(n=90, m=3, seed=4, budget_scale=0.6)
+    restarts: list[tuple[int, int, bool]] = []
+
+    class Spy(PortPolicy):
+        def restart_period(self, budgets: np.ndarray, n_expected: int) -> None:
+            super().restart_period(budgets, n_expected)
+            restarts.append((self.controller.n_expected, self.controller.n_observe, self.controller.observing))
+
+    params = PortParams(n_expected=90, eps=0.1, resolve_every=10, observation="random")
+    result = replay(Spy(params), stream, np.random.default_rng(1), "reserve", in_flight=4, periods=3)
+    # the observation phase (ceil(0.1 x 30) decisions) in the first period only
+    assert restarts == [(30, 3, True), (30, 3, False), (30, 3, False)] and len(result.period_spent) == 3
+    for spent in result.period_spent:
+        assert np.all(spent <= stream.budgets / 3 * (1 + 1e-12))
+    single = replay(create_policy("port", params), stream, np.random.default_rng(1), "reserve", in_flight=4)
+    assert len(single.period_spent) == 1 and np.allclose(single.spent, single.period_spent[0])
+    with pytest.raises(ValueError, match="periods"):
+        replay(create_policy("port", params), stream, np.random.default_rng(1), periods=0)
