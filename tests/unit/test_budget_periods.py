@@ -16,7 +16,7 @@ from router_core.params import BudgetParams, PortParams
 from router_core.policies import Policy, Stream, create_policy
 from router_core.policies.port import PortPolicy
 from router_core.periods import BudgetPeriods, forecast_volume
-from schemas import ObservationEvent
+from schemas import ObservationEvent, RoutingWeights
 from streams.service import router as router_module
 from streams.service.budget_state import aggregate_key
 from streams.service.router import Record, Router
@@ -302,3 +302,31 @@ def test_offline_port_restarts_its_controller_at_each_period_and_stays_within_ea
     assert len(single.period_spent) == 1 and np.allclose(single.spent, single.period_spent[0])
     with pytest.raises(ValueError, match="periods"):
         replay(create_policy("port", params), stream, np.random.default_rng(1), periods=0)
+
+
+def test_a_restarted_optimizer_resumes_the_periods_schedule_from_the_newest_weights(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.service import weights as weights_module
+
+    def replayed(kafka_conf: dict, topic: str, start: int, stop: int):  # noqa: ANN202
+        return ((offset, ObservationEvent.model_validate_json(observation(offset, 6, ORIGIN + 6 * LENGTH + 1, 0.1)))
+                for offset in range(start, stop))
+
+    monkeypatch.setattr(weights_module, "read_observations", replayed)
+    latest = RoutingWeights(version=7, models=["a", "b"], gamma=[0.1, 0.2], alpha=1e-4, eps=0.05, solver="lp",
+                            objective=1.0, cost_scale=1.0, sample_size=3, created_at=1.0, decisions_seen=3,
+                            next_offset=40, partition_spent=[[0.1, 0.1]], period=6, period_expected=60,
+                            period_first_at=ORIGIN + 6 * LENGTH + 1, schedule_start=0)
+
+    class Published(Watcher):
+        def latest(self) -> RoutingWeights:  # type: ignore[override]
+            return latest
+
+    Published.caught_up.set()
+    opt = Optimizer(Engine(), np.array([1.0, 1.0]), {}, "obs", "weights", Published(),  # type: ignore[arg-type]
+                    BudgetParams(period=LENGTH, period_origin=ORIGIN))
+    opt.resume(42)  # observations 40 and 41 were made after the weights
+    assert (opt.period, opt.controller.n_expected, opt.controller.start, opt.controller.seen) == (6, 60, 0, 5)
+    assert not opt.controller.observing and np.allclose(opt.remaining(), 0.9)
+    due = [offset for offset in range(42, 60) if opt.on_observation(offset, observation(offset, 6, ORIGIN + 400, 0.2))]
+    assert due == [46, 56], "re-solves every resolve_every decisions of the period, counted from its start"
