@@ -330,3 +330,15 @@ def test_a_restarted_optimizer_resumes_the_periods_schedule_from_the_newest_weig
     assert not opt.controller.observing and np.allclose(opt.remaining(), 0.9)
     due = [offset for offset in range(42, 60) if opt.on_observation(offset, observation(offset, 6, ORIGIN + 400, 0.2))]
     assert due == [46, 56], "re-solves every resolve_every decisions of the period, counted from its start"
+
+
+def test_the_example_configuration_has_no_periods_and_an_override_sets_one() -> None:
+    from pathlib import Path
+
+    from streams.config import load_config
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "config.yaml"
+    assert load_config(example, {}).budget.period is None
+    budget = load_config(example, {"PORT_ROUTER__BUDGET__PERIOD": "15m",
+                                   "PORT_ROUTER__BUDGET__PERIOD_QUERIES": "5000"}).budget
+    assert (budget.period, budget.period_queries, budget.grid().index(1800.0)) == (900.0, 5000, 2)
