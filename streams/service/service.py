@@ -317,5 +317,6 @@ class RouterService:
     def log_report(self) -> None:
         """One log line for operators: messages sent, weights, budget burn."""
         burn = {m: round(v["spent"] / v["limit"], 3) if v["limit"] else None for m, v in self.budget_report().items()}
-        log.info("router: sent %s; weights %s; budget used (share of limit, partitions held) %s",
-                 dict(self.sent), self.watcher.describe(), burn)
+        periods = [row["period"] for row in self.period_report()]
+        log.info("router: sent %s; weights %s; budget used (share of limit, partitions held) %s; budget periods kept %s "
+                 "(per model on /state)", dict(self.sent), self.watcher.describe(), burn, periods)
