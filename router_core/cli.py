@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="weighted, cost, perf, uniform, extreme[:k], random")
     bench.add_argument("--drift", action="store_true", help="the drift split: the test stream's task mix changes "
                        "mid-stream (router_core.evaluation.drift)")
+    bench.add_argument("--periods", type=int, default=1, help="cut the test stream into this many budget periods, "
+                       "each with 1/periods of the budgets (PORT restarts its controller at each boundary)")
     bench.add_argument("--methods", type=names, default=None, help="comma-separated policy names (default: all)")
     bench.add_argument("--eps", type=float, default=defaults.eps)
     bench.add_argument("--alpha", type=float, default=defaults.alpha)
@@ -124,7 +126,7 @@ def run_bench(args: argparse.Namespace) -> int:
     settings = BenchSettings(n_test=args.n_test, seeds=args.seeds, budget_factors=args.budget_factors,
                              splits=args.splits, methods=methods, accounting=args.accounting,
                              reserve_factor=args.reserve_factor,
-                             estimators=args.estimators, drift=args.drift)
+                             estimators=args.estimators, drift=args.drift, periods=args.periods)
     data, report = load_history(args.data or default_data_paths())
     console.print(f"data: {report.summary()}; {len(data.models)} models")
     backends = args.embedding_backends or (args.embedding_backend,)

@@ -6,11 +6,16 @@ of the algorithm is declared once, here.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from router_core.periods import BudgetPeriods
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 EmbeddingBackend = Literal["minilm", "static"]
 
 
@@ -91,3 +96,32 @@ class BudgetParams(_Params):
         description="routing holds this x the estimated cost (the reservation) and a worker never spends more than "
         "the reservation: it refuses (replay) or caps its output tokens (API); 1 reserves the estimate alone",
     )
+    period: float | None = Field(
+        None,
+        description="length of a budget period: 'none' (the default: one period for the whole deployment), seconds, "
+        "or a duration such as '90s', '15m', '1h', '1d'; the models' budgets are then per period",
+    )
+    period_origin: float = Field(0.0, ge=0, description="Unix time at which the period grid starts (default the "
+                                 "epoch): period k is [origin + k*period, origin + (k+1)*period)")
+    period_queries: int | None = Field(None, ge=1, description="decisions expected per period; None: forecast from "
+                                       "the closed period's arrival rate (the first period uses port.n_expected)")
+    periods_kept: int = Field(24, ge=1, le=10_000, description="closed periods whose budget state is kept for the "
+                              "report, per partition")
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float | None:
+        if value is None or (isinstance(value, str) and value.strip().lower() in {"none", ""}):
+            return None
+        if isinstance(value, str):
+            match = _DURATION.match(value.lower())
+            if not match:
+                raise ValueError(f"not a duration: {value!r} (e.g. 'none', 3600, '90s', '15m', '1h', '1d')")
+            value = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ValueError(f"a period must be a positive number of seconds, not {value!r}")
+        return float(value)
+
+    def grid(self) -> BudgetPeriods:
+        """The period grid these parameters define."""
+        return BudgetPeriods(self.period, self.period_origin)

@@ -64,7 +64,8 @@ class ObservationEvent(Event):
     phase: Literal["observation", "learned"] = "observation"
     partition_spent: list[Dollars] | None = Field(None, max_length=MAX_MODELS, description="dollars the partition "
                                                   "has spent per model (reserved + settled, in the configured model "
-                                                  "order) after this decision")
+                                                  "order) after this decision, in its budget period")
+    period: int = Field(0, description="the decision's budget period (0 when budget.period is none)")
     weights_version: int = Field(0, ge=0, description="the weights version the partition follows (0: none yet)")
 
     @model_validator(mode="after")
@@ -111,6 +112,11 @@ class RoutingWeights(Event):
                                          "version it acknowledged when this version was published")
     share_steps: list[Annotated[list[ShareStep], Field(max_length=64)]] | None = Field(None, max_length=1024, description="per input partition, "
                                                       "the shares of the versions at or after its acknowledged one")
+    period: int = Field(0, description="the budget period the solve belongs to")
+    period_expected: int = Field(0, ge=0, description="decisions expected in that period (0: port.n_expected)")
+    period_first_at: Timestamp | None = Field(None, description="when the period's first decision seen was made")
+    schedule_start: int = Field(0, ge=0, description="decisions of the period after which its re-solve schedule "
+                                "counts (the observation phase's, in the deployment's first period)")
 
     @model_validator(mode="after")
     def _one_gamma_per_model(self) -> "RoutingWeights":

@@ -47,6 +47,7 @@ class BenchSettings:
     reserve_factor: float = BudgetParams().reserve_factor
     estimators: tuple[str, ...] = (PortParams().estimator,)
     drift: bool = False  # the drift split instead of the random one
+    periods: int = 1  # budget periods the stream is cut into, each with 1/periods of the budgets (replay)
 
 
 @dataclass(frozen=True)
@@ -142,12 +143,13 @@ def run_seed(prepared: PreparedSeed, settings: BenchSettings, params: PortParams
             for method in settings.methods:
                 policy = create_policy(method, policy_params)
                 result = replay(policy, stream, np.random.default_rng(prepared.seed), settings.accounting,
-                                reserve_factor=settings.reserve_factor)
-                if np.any(result.spent > budgets * (1 + 1e-9)):
-                    raise AssertionError(f"{method} overspent a budget: {result.spent} > {budgets}")
+                                reserve_factor=settings.reserve_factor, periods=settings.periods)
+                for spent in result.period_spent:
+                    if np.any(spent > budgets / settings.periods * (1 + 1e-9)):
+                        raise AssertionError(f"{method} overspent a period's budget: {spent} > {budgets / settings.periods}")
                 row = {
                     "method": method, "split": split, "budget_factor": factor, "seed": prepared.seed,
-                    "n_test": settings.n_test, "budget_total": float(budgets.sum()),
+                    "n_test": settings.n_test, "budget_total": float(budgets.sum()), "periods": settings.periods,
                     "performance": result.performance, "cost": result.cost, "ppc": result.ppc,
                     "throughput": result.throughput, "accounting": settings.accounting,
                     "reserve_factor": settings.reserve_factor if settings.accounting == "reserve" else None,

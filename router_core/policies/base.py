@@ -55,6 +55,9 @@ class Policy(ABC):
         self.stream = stream
         self.rng = rng
 
+    def restart_period(self, budgets: np.ndarray, n_expected: int) -> None:
+        """A new budget period with ``budgets`` and ``n_expected`` queries begins (default: nothing to restart)."""
+
     @abstractmethod
     def choose(self, j: int, remaining: np.ndarray) -> int:
         """The model for query ``j`` (or ``SKIP``), given each model's remaining budget."""

@@ -26,6 +26,10 @@ class PortPolicy(Policy):
         self.controller = PortController(self.params, stream.cost_scale, stream.budgets, stream.size,
                                          history=stream.history_estimates)
 
+    def restart_period(self, budgets: np.ndarray, n_expected: int) -> None:
+        """The controller's boundary, as the service's optimizer runs it."""
+        self.controller.restart_period(budgets, n_expected)
+
     def choose(self, j: int, remaining: np.ndarray) -> int:
         if self.controller.due():
             self.controller.solve(remaining)

@@ -76,3 +76,8 @@ class Weights(Protocol):
     def shares(self) -> Sequence[Sequence[float]] | None:
         """Per input partition, the budget share per model (None: B/P each)."""
         ...
+
+    @property
+    def period(self) -> int:
+        """The budget period the weights (and their shares) were solved in."""
+        ...

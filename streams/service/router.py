@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from router_core.budget import BudgetLedger
 from router_core.estimator import Estimates
+from router_core.periods import BudgetPeriods
 from schemas import Completion, DeadLetter, ObservationEvent, QueryEvent, RoutedQuery, UnservedQuery
 from schemas.events import MAX_RAW_CHARS
 from streams.service.budget_state import DecisionExpiry, PartitionBudgets
@@ -140,12 +141,13 @@ def validation_reason(error: ValidationError) -> str:
 
 
 def decision_record(message: Outgoing, model: str | None, held: float, offset: int, decided_at: float,
-                    version: int) -> dict:
+                    version: int = 0, period: int = 0) -> dict:
     """The decisions table's record of one query: the message to re-emit, its charge (the reservation, with
-    ``actual`` and ``settled_by`` set once a completion settles it), its input offset and the weights version
-    it used (0: none)."""
+    ``actual`` and ``settled_by`` set once a completion settles it), its input offset, the weights version it
+    used (0: none) and its budget period."""
     return {"topic": message.topic, "value": message.value.decode(), "model": model, "reserved": held,
-            "actual": None, "offset": offset, "decided_at": decided_at, "settled_by": None, "weights_version": version}
+            "actual": None, "offset": offset, "decided_at": decided_at, "settled_by": None, "weights_version": version,
+            "period": period}
 
 
 class Router:
@@ -155,7 +157,8 @@ class Router:
     def __init__(self, engine: Engine, budgets: np.ndarray, partitions: int, topics: TopicNames,
                  weights: Callable[[], Weights | None], seed: int = 0,
                  cost_bound: CostBound = CostBound(), reserve_factor: float = 1.0,
-                 dedup_window_s: float = 86_400.0) -> None:
+                 dedup_window_s: float = 86_400.0, periods: BudgetPeriods = BudgetPeriods(),
+                 periods_kept: int = 24) -> None:
         self.engine = engine
         self.models = engine.models
         self.total = np.asarray(budgets, dtype=np.float64)
@@ -167,7 +170,8 @@ class Router:
         self.controller = engine.controller(np.asarray(budgets, dtype=np.float64), seed)  # choices only: the
         # optimizer learns the weights with its own controller, the routers follow them
         self.cost_bound = cost_bound
-        self.budgets = PartitionBudgets(self.models, self.share, reserve_factor)
+        self.periods = periods  # a decision belongs to the budget period of the router's clock when it is made
+        self.budgets = PartitionBudgets(self.models, self.share, reserve_factor, periods_kept)
         self.expiry = DecisionExpiry(dedup_window_s)
         self.observed = 0  # observation-phase decisions known to this process
         self.stale = True  # rebuild the ledger from the decisions before the next batch
@@ -189,10 +193,17 @@ class Router:
                  "the aggregates", sorted(held), len(self.expiry.heap), redone)
 
     def share_of(self, weights: Weights | None, partition: int) -> np.ndarray:
-        """``partition``'s budget share per model under ``weights`` (B/P without weights or shares; its current
-        share when the weights' shares are malformed or sum to more than a budget: logged, not followed)."""
+        """``partition``'s budget share per model under ``weights`` in the partition's budget period: B/P without
+        weights or shares, or when the weights were solved in an earlier period (shares are of one period's
+        budgets); its current share when they were solved in a later period than the partition's (its clock
+        lags: the closed period's shares stay) or are malformed or sum to more than a budget (logged)."""
         if weights is None or weights.shares is None:
             return self.share
+        period = self.budgets.periods.get(partition)
+        if period is not None and weights.period < period:
+            return self.share
+        if period is not None and weights.period > period:
+            return self.budgets.ledger(partition).limits
         try:
             table = np.asarray(weights.shares, dtype=np.float64)
         except ValueError:  # rows of different lengths
@@ -234,7 +245,7 @@ class Router:
             ledger = self.budgets.ledger(partition)
             event = ObservationEvent(partition=partition, observed_at=time.time(), phase="learned",
                                      partition_spent=np.maximum(ledger.spent + ledger.reserved, 0.0).tolist(),
-                                     weights_version=weights.version)
+                                     weights_version=weights.version, period=self.budgets.periods.get(partition, 0))
             events.append(Outgoing(self.topics.observations, None, event.model_dump_json().encode()))
         return moved, events
 
@@ -315,6 +326,7 @@ class Router:
             self.rebuild(decisions, aggregates)
         weights = self.weights()
         gamma = self.gamma_of(weights)
+        period_now = self.periods.index(time.time())
         emitted: list[Outgoing] = []
         observed: list[Outgoing] = []
         by_partition: dict[int, list[int]] = {}
@@ -330,8 +342,8 @@ class Router:
         for partition, rows in by_partition.items():
             rows = self.first_of_each_id(batch.queries, rows)
             est = Estimates(batch.estimates.quality[rows], batch.estimates.cost[rows])  # type: ignore[union-attr]
+            period, ledger = self.budgets.current(partition, period_now)
             version = self.follow(weights, partition)
-            ledger = self.budgets.ledger(partition)
             remaining = ledger.remaining()
             self.controller.follow(gamma)
             choices, scores = self.controller.choices(est, remaining, self.rng)
@@ -344,10 +356,10 @@ class Router:
                                                     ledger, phase, weights)
                 now = time.time()
                 key = state_key(partition, query.id)
-                decisions[key] = decision_record(message, model, held, batch.records[row].offset, now, version)
+                decisions[key] = decision_record(message, model, held, batch.records[row].offset, now, version, period)
                 self.expiry.add(key, now)
                 observed.append(self.observation(query, partition, est, j, phase, ledger.spent + ledger.reserved,
-                                                 version))
+                                                 version, period))
                 emitted.append(message)
         return emitted, observed
 
@@ -374,12 +386,13 @@ class Router:
         return np.asarray(weights.gamma, dtype=np.float64)
 
     def observation(self, query: QueryEvent, partition: int, est: Estimates, j: int, phase: str,
-                    spent: np.ndarray, version: int) -> Outgoing:
-        """The observation event of a decided query: its estimates, the partition's spend after it and the
-        weights version it used."""
+                    spent: np.ndarray, version: int, period: int = 0) -> Outgoing:
+        """The observation event of a decided query: its estimates, the weights version it used, its budget period
+        and the partition's spend in that period after it."""
         event = ObservationEvent(query_id=query.id, partition=partition, quality=est.quality[j].tolist(),
                                  cost=est.cost[j].tolist(), observed_at=time.time(), phase=phase,
-                                 partition_spent=np.maximum(spent, 0.0).tolist(), weights_version=version)
+                                 partition_spent=np.maximum(spent, 0.0).tolist(), weights_version=version,
+                                 period=period)
         return Outgoing(self.topics.observations, query.id, event.model_dump_json().encode())
 
     def outcome(self, query: QueryEvent, partition: int, est: Estimates, j: int, choice: int, score: float,
@@ -436,5 +449,6 @@ class Router:
                       decision["reserved"])
         decisions[key] = {**decision, "actual": completion.cost, "settled_by": record.offset}
         if not self.stale:
-            self.budgets.settle(record.partition, completion.model, decision["reserved"], completion.cost, record.offset)
+            self.budgets.settle(record.partition, completion.model, decision["reserved"], completion.cost, record.offset,
+                                int(decision.get("period", 0)))
         return []

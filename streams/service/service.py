@@ -66,9 +66,11 @@ class RouterService:
         self.router = Router(engine, self.budgets, config.topics.query_partitions, self.names, self.watcher.latest,
                              seed=config.router.seed, cost_bound=CostBound(config.router.completion_cost_factor,
                                                                            config.router.completion_cost_cap),
-                             reserve_factor=config.budget.reserve_factor, dedup_window_s=config.router.dedup_window_s)
+                             reserve_factor=config.budget.reserve_factor, dedup_window_s=config.router.dedup_window_s,
+                             periods=config.budget.grid(), periods_kept=config.budget.periods_kept)
         self.optimizer = Optimizer(engine, self.budgets, self.kafka_conf, self.names.observations,
-                                   config.topics.name(T.WEIGHTS), self.watcher, config.topics.query_partitions)
+                                   config.topics.name(T.WEIGHTS), self.watcher, config.topics.query_partitions,
+                                   config.budget)
         self.positions = InputPositions()
         self.watchdog = StallWatchdog(config.router.stall_timeout_s)
         self.input: QueryInput | None = None
@@ -314,11 +316,20 @@ class RouterService:
         totals = self.router.spent_per_model()
         return {m: {"limit": float(b), "spent": totals[m]} for m, b in zip(self.router.models, self.budgets)}
 
+    def period_report(self) -> list[dict[str, Any]]:
+        """Each kept budget period of the partitions this process holds, oldest first: its number, start and end
+        (Unix seconds; end None when periods are off) and per model the limit, reserved and settled dollars."""
+        grid = self.router.periods
+        held = self.router.held if self.router.held is not None else self.router.budgets.periods
+        return [{"period": k, "start": grid.start(k), "end": finite_or_none(grid.end(k)), "models": models}
+                for k, models in self.router.budgets.report(sorted(held)).items()]
+
     def state(self) -> dict[str, Any]:
         """The /state page."""
         weights = self.watcher.latest()
         budgets = {m: {k: finite_or_none(v) for k, v in b.items()} for m, b in self.budget_report().items()}
-        return {"budgets": budgets, "weights_version": None if weights is None else weights.version,
+        return {"budgets": budgets, "periods": self.period_report(),
+                "weights_version": None if weights is None else weights.version,
                 "sent": dict(self.sent), "partitions": sorted(self.router.held or []),
                 "input": {str(p): o for p, o in sorted(self.positions.next.items())},
                 "batch_stages": self.stages.snapshot()}
@@ -326,5 +337,6 @@ class RouterService:
     def log_report(self) -> None:
         """One log line for operators: messages sent, weights, budget burn."""
         burn = {m: round(v["spent"] / v["limit"], 3) if v["limit"] else None for m, v in self.budget_report().items()}
-        log.info("router: sent %s; weights %s; budget used (share of limit, partitions held) %s",
-                 dict(self.sent), self.watcher.describe(), burn)
+        periods = [row["period"] for row in self.period_report()]
+        log.info("router: sent %s; weights %s; budget used (share of limit, partitions held) %s; budget periods kept %s "
+                 "(per model on /state)", dict(self.sent), self.watcher.describe(), burn, periods)

@@ -130,6 +130,15 @@ class ShareBook:
         shares += lack * np.minimum(fraction, 1.0)[None, :]
         return shares
 
+    def restart_period(self, last_version: int) -> None:
+        """A new budget period starts: nothing used in it yet, and a partition that still follows a version of the
+        closed period (up to ``last_version``) routes within B_i / P in the new one (``Router.share_of``), so that
+        is its cap until it acknowledges a version of the new period."""
+        base = self.budgets / self.partitions
+        for part in self.parts:
+            part.used = np.zeros_like(self.budgets)
+            part.steps = [(last_version, base.copy())]
+
     def publish(self, version: int, shares: np.ndarray) -> None:
         """Record that ``version`` carries ``shares`` (ValueError if they could break the bound)."""
         after = np.maximum(self.caps(), shares).sum(axis=0)

@@ -23,6 +23,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from router_core.engine import RoutingEngine
+from router_core.params import BudgetParams
+from router_core.periods import forecast_volume
 from schemas import ObservationEvent, RoutingWeights
 from schemas.events import ShareStep
 from streams import kafka
@@ -203,10 +205,17 @@ class Optimizer:
     decisions and spend they had seen, and the observations read again from the topic (the
     sample's last ``port.resolve_window`` and every one after). A version is always above the
     newest one followed.
+
+    Budget periods (``budget.period``): the first observation of a later period restarts the
+    controller (``PortController.restart_period``) with the full budgets and the period's expected
+    volume (``expected_volume``); the spend of the closed period no longer counts. An observation of
+    an earlier period (a late batch) still teaches its estimates, but its spend is not the current
+    period's.
     """
 
     def __init__(self, engine: RoutingEngine, budgets: np.ndarray, kafka_conf: dict[str, str],
-                 observations_topic: str, weights_topic: str, watcher: WeightsWatcher, partitions: int) -> None:
+                 observations_topic: str, weights_topic: str, watcher: WeightsWatcher, partitions: int,
+                 budget: BudgetParams = BudgetParams()) -> None:
         self.engine = engine
         self.budgets = np.asarray(budgets, dtype=np.float64)
         self.kafka_conf = kafka_conf
@@ -214,8 +223,14 @@ class Optimizer:
         self.weights_topic = weights_topic
         self.watcher = watcher
         self.controller = engine.controller(self.budgets)
+        if budget.period_queries is not None:  # the first period's volume too
+            self.controller.restart_period(self.budgets, budget.period_queries)
         self.target = self.controller.n_observe
         self.book = ShareBook(self.budgets, partitions, engine.port.resolve_window)
+        self.budget = budget
+        self.grid = budget.grid()
+        self.period: int | None = None  # the budget period accounted for (None: none yet)
+        self.period_first_at: float | None = None  # when the period's first decision seen was made
         self.next_offset: int | None = None  # None until resumed from the topic
         self.version = 0
         self.producer: Any = None  # created with the first solve
@@ -235,7 +250,9 @@ class Optimizer:
 
     def account(self, event: ObservationEvent) -> None:
         """Add one decision to the sample and the count (an acknowledgement adds none); take its partition's
-        spend and weights version."""
+        weights version, and its spend when the event is of the current budget period."""
+        if self.period is None or event.period > self.period:
+            self.start_period(event.period, event.observed_at)
         if event.decided:
             self.controller.record(np.asarray(event.quality), np.asarray(event.cost))
         spent = event.partition_spent
@@ -243,9 +260,31 @@ class Optimizer:
             log.error("observation of input partition %d, beyond the %d configured: ignored by the budget shares",
                       event.partition, self.book.partitions)
             return
-        used = np.asarray(spent, dtype=np.float64) if spent is not None and len(spent) == len(self.budgets) else None
+        used = (np.asarray(spent, dtype=np.float64)
+                if event.period == self.period and spent is not None and len(spent) == len(self.budgets) else None)
         self.book.observe(event.partition, event.weights_version, used,
                           np.asarray(event.cost, dtype=np.float64) if event.decided else None)
+
+    def expected_volume(self, period: int) -> int:
+        """Decisions expected in ``period``: ``budget.period_queries`` when set; else, after a closed period, its
+        arrival rate (decisions seen from its start, or its first decision when later, to the new period's start)
+        x the period's length; else (the first period, or periods off) the controller's ``port.n_expected``."""
+        fallback = self.engine.port.n_expected
+        if self.budget.period_queries is not None:
+            return self.budget.period_queries
+        if self.period is None or self.grid.length_s is None:
+            return fallback
+        since = max(self.grid.start(self.period), self.period_first_at or 0.0)
+        return forecast_volume(self.controller.seen, since, self.grid.start(period), self.grid.length_s, fallback)
+
+    def start_period(self, period: int, first_at: float) -> None:
+        """Move on to ``period`` at its first observation (made at ``first_at``): full budgets, the period's
+        expected volume, no spend yet, the re-solve schedule from zero (the controller's ``restart_period``)."""
+        if self.period is not None:
+            self.controller.restart_period(self.budgets, self.expected_volume(period))
+            log.info("optimizer: budget period %d starts, %d decisions expected", period, self.controller.n_expected)
+            self.book.restart_period(self.version)
+        self.period, self.period_first_at = period, first_at
 
     def remaining(self) -> np.ndarray:
         """The budgets left: the configured budgets less every partition's spend."""
@@ -267,12 +306,17 @@ class Optimizer:
         if latest is not None and latest.next_offset > 0:
             self.version = latest.version
             self.controller.follow(np.asarray(latest.gamma))
+            if latest.period_expected:  # the period's schedule as the optimizer that published them had it
+                self.controller.restart_period(self.budgets, latest.period_expected)
+                self.controller.start = latest.schedule_start
+            self.period, self.period_first_at = latest.period, latest.period_first_at
             self.controller.seen = latest.decisions_seen
             self.resume_shares(latest)
             start = latest.next_offset
             window = self.engine.port.resolve_window
             for _, event in read_observations(self.kafka_conf, self.observations_topic, max(start - window, 0), start):
-                self.controller.sample.add(np.asarray(event.quality), np.asarray(event.cost))
+                if event.decided:
+                    self.controller.sample.add(np.asarray(event.quality), np.asarray(event.cost))
         elif latest is not None:  # weights from elsewhere (an operator): follow them, learn on from here
             self.version = latest.version
             self.controller.follow(np.asarray(latest.gamma))
@@ -312,7 +356,9 @@ class Optimizer:
             alpha=self.engine.port.alpha, eps=self.engine.port.eps, solver=solution.solver,
             objective=float(solution.objective), cost_scale=float(self.engine.cost_scale),
             sample_size=max(len(self.controller.sample), 1), created_at=time.time(),
-            decisions_seen=self.controller.seen, next_offset=self.next_offset,
+            decisions_seen=self.controller.seen, next_offset=self.next_offset, period=self.period or 0,
+            period_expected=self.controller.n_expected, period_first_at=self.period_first_at,
+            schedule_start=self.controller.start,
             partition_spent=self.book.used().tolist(), shares=shares.tolist(), share_acks=acks,
             share_steps=[[ShareStep(version=v, share=s) for v, s in part] for part in steps],
         )

@@ -146,3 +146,21 @@ def test_an_observation_of_several_decisions_counts_each_for_the_rates() -> None
     book.observe(0, 0, np.array([1.0]), np.full((8, 1), 0.1))  # one event for a batch of 8 decisions
     book.observe(1, 0, np.array([1.0]), np.array([0.1]))
     assert book.rates().tolist() == pytest.approx([9 / 11, 2 / 11])
+
+
+def test_a_new_period_starts_every_partition_at_its_fixed_share_until_it_acknowledges_a_new_version() -> None:
+    book = ShareBook(np.array([10.0]), 2)
+    for _ in range(50):
+        book.observe(0, 0, np.array([5.0]), np.array([0.01]))
+    book.observe(1, 0, np.array([0.0]), None)
+    book.publish(1, book.propose())
+    book.observe(1, 1, np.array([0.0]), None)
+    book.publish(2, book.propose())
+    assert book.caps()[0, 0] > 9.0  # partition 0 took most of the closed period's budget
+    book.restart_period(2)  # routers still following v1 or v2 in the new period route within B/P
+    assert book.used().sum() == 0.0 and book.caps()[:, 0].tolist() == [5.0, 5.0]
+    shares = book.propose()
+    book.publish(3, shares)
+    assert np.maximum(book.caps(), shares).sum() <= 10.0 + 1e-9
+    book.observe(0, 3, np.array([1.0]), np.array([0.01]))  # partition 0 follows a version of the new period
+    assert book.caps()[0, 0] == pytest.approx(max(1.0, shares[0, 0]))

@@ -18,8 +18,8 @@ class Versioned:
     models = ["m0", "m1"]
     gamma = [0.0, 0.0]
 
-    def __init__(self, version: int, shares: list[list[float]] | None) -> None:
-        self.version, self.shares = version, shares
+    def __init__(self, version: int, shares: list[list[float]] | None, period: int = 0) -> None:
+        self.version, self.shares, self.period = version, shares, period
 
 
 def router(current: list[Versioned]) -> Router:
@@ -68,3 +68,18 @@ def test_shares_beyond_the_budgets_are_not_followed() -> None:
     r = router(current)
     r.acknowledge({0, 1}, {}, {})
     assert r.budgets.ledger(0).limits.tolist() == [2.0, 4.0]  # B/P kept
+
+
+def test_shares_apply_only_in_the_budget_period_they_were_solved_in() -> None:
+    current = [Versioned(2, [[3.0, 6.0], [1.0, 2.0]], period=7)]
+    r = router(current)
+    r.budgets.current(0, 7)
+    r.follow(current[0], 0)
+    assert r.budgets.ledger(0).limits.tolist() == [3.0, 6.0]  # the version's share, in its own period
+    r.budgets.current(0, 8)  # the partition's clock crossed into period 8: the closed period's shares do not apply
+    r.follow(current[0], 0)
+    assert r.budgets.ledger(0).limits.tolist() == [2.0, 4.0]
+    r.budgets.current(1, 6)  # a partition still in period 6 keeps its limits under period-7 shares
+    r.budgets.ledger(1).limits = np.array([0.5, 0.5])
+    r.follow(current[0], 1)
+    assert r.budgets.ledger(1).limits.tolist() == [0.5, 0.5]
