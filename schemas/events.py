@@ -18,6 +18,7 @@ MAX_MODELS = 256
 MAX_ID_CHARS = 256
 MAX_REASON_CHARS = 2_000
 MAX_RAW_CHARS = 64_000
+MAX_OBSERVED_ROWS = 10_000  # decisions of one batch in one observation event
 
 QueryId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[\x21-\x7e]+$")]
 ModelName = Annotated[str, Field(min_length=1, max_length=200)]
@@ -51,19 +52,30 @@ class QueryEvent(Event):
         return self
 
 
-class ObservationEvent(Event):
-    """Estimates of one decided query (topic ``observations``) and its partition's spend after it; the
-    optimizer learns the weights from them and tracks the budgets left."""
+class ObservedDecision(BaseModel):
+    """One decided query's estimates (a row of an ``ObservationEvent``), per model in the configured order."""
 
-    query_id: QueryId
-    partition: int = Field(ge=0)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    id: QueryId
     quality: Vector
     cost: Vector
+
+
+class ObservationEvent(Event):
+    """The decisions of one routed batch on one input partition (topic ``observations``), in decision order,
+    and the partition's spend after them; the optimizer learns the weights from the rows and tracks the
+    budgets left. ``rows`` may be empty (a partition-level acknowledgement of ``weights_version``)."""
+
+    partition: int = Field(ge=0)
     observed_at: Timestamp
     phase: Literal["observation", "learned"] = "observation"
+    weights_version: int | None = Field(None, ge=1, description="the weights version the batch was decided with "
+                                        "(None: the observation phase)")
     partition_spent: list[Dollars] | None = Field(None, max_length=MAX_MODELS, description="dollars the partition "
                                                   "has spent per model (reserved + settled, in the configured model "
-                                                  "order) after this decision")
+                                                  "order) after these decisions")
+    rows: list[ObservedDecision] = Field(default_factory=list, max_length=MAX_OBSERVED_ROWS)
 
 
 class RoutingWeights(Event):

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from router_core.budget import BudgetLedger
 from router_core.estimator import Estimates
-from schemas import Completion, DeadLetter, ObservationEvent, QueryEvent, RoutedQuery, UnservedQuery
+from schemas import Completion, DeadLetter, ObservationEvent, ObservedDecision, QueryEvent, RoutedQuery, UnservedQuery
 from schemas.events import MAX_RAW_CHARS
 from streams.service.budget_state import DecisionExpiry, PartitionBudgets
 from streams.service.contracts import Engine, Weights
@@ -252,7 +252,8 @@ class Router:
                ) -> tuple[list[Outgoing], list[Outgoing]]:
         """Decide every new query of the batch and record each decision with its reservation.
 
-        Returns (decision messages, observation messages: one per new decision, for the optimizer).
+        Returns (decision messages, observation messages for the optimizer: one per input partition with new
+        decisions, their estimates in decision order).
         A query id decided before gets its stored decision re-emitted, with no new charge.
         """
         if self.stale:
@@ -289,8 +290,9 @@ class Router:
                 key = state_key(partition, query.id)
                 decisions[key] = decision_record(message, model, held, batch.records[row].offset, now)
                 self.expiry.add(key, now)
-                observed.append(self.observation(query, partition, est, j, phase, ledger.spent + ledger.reserved))
                 emitted.append(message)
+            observed.append(self.observation(partition, [batch.queries[row].id for row in rows], est, phase,
+                                             weights, ledger.spent + ledger.reserved))
         return emitted, observed
 
     @staticmethod
@@ -315,13 +317,16 @@ class Router:
             return None
         return np.asarray(weights.gamma, dtype=np.float64)
 
-    def observation(self, query: QueryEvent, partition: int, est: Estimates, j: int, phase: str,
+    def observation(self, partition: int, ids: Sequence[str], est: Estimates, phase: str, weights: Weights | None,
                     spent: np.ndarray) -> Outgoing:
-        """The observation event of a decided query: its estimates and the partition's spend after it."""
-        event = ObservationEvent(query_id=query.id, partition=partition, quality=est.quality[j].tolist(),
-                                 cost=est.cost[j].tolist(), observed_at=time.time(), phase=phase,
-                                 partition_spent=np.maximum(spent, 0.0).tolist())
-        return Outgoing(self.topics.observations, query.id, event.model_dump_json().encode())
+        """The observation event of a batch's decisions on ``partition`` (``ids`` with the estimates ``est``, in
+        decision order), the weights version they were decided with and the partition's spend after them."""
+        rows = [ObservedDecision(id=i, quality=q, cost=c) for i, q, c in zip(ids, est.quality.tolist(),
+                                                                            est.cost.tolist())]
+        event = ObservationEvent(partition=partition, observed_at=time.time(), phase=phase,
+                                 weights_version=None if weights is None or phase == "observation" else weights.version,
+                                 partition_spent=np.maximum(spent, 0.0).tolist(), rows=rows)
+        return Outgoing(self.topics.observations, str(partition), event.model_dump_json().encode())
 
     def outcome(self, query: QueryEvent, partition: int, est: Estimates, j: int, choice: int, score: float,
                 ledger: BudgetLedger, phase: str, weights: Weights | None

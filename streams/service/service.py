@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any, Callable, MutableMapping, Sequence
 
 from router_core.engine import RoutingEngine
-from streams import kafka, metrics
+from streams import metrics
 from streams.service import telemetry
 from streams import topics as T
 from streams.service.batch_stages import BatchStages, Stopwatch
@@ -25,7 +25,8 @@ from streams.service.ledger import state_key
 from streams.service.query_input import InputPositions, QueryInput
 from streams.service.router import CostBound, Outgoing, Record, Router, TopicNames, finite_or_none
 from streams.service.watchdog import StallWatchdog
-from streams.service.weights import Optimizer, WeightsWatcher
+from streams.service.solver import CoalescingSolver
+from streams.service.weights import Optimizer, WeightsWatcher, decisions_observed
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class RouterService:
                              reserve_factor=config.budget.reserve_factor, dedup_window_s=config.router.dedup_window_s)
         self.optimizer = Optimizer(engine, self.budgets, self.kafka_conf, self.names.observations,
                                    config.topics.name(T.WEIGHTS), self.watcher)
+        self.solver = CoalescingSolver(self.optimizer)
         self.positions = InputPositions()
         self.watchdog = StallWatchdog(config.router.stall_timeout_s)
         self.input: QueryInput | None = None
@@ -89,7 +91,7 @@ class RouterService:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.watcher.caught_up.wait)
         if self.watcher.latest() is None:
-            self.router.observed = await loop.run_in_executor(None, kafka.topic_size, self.kafka_conf,
+            self.router.observed = await loop.run_in_executor(None, decisions_observed, self.kafka_conf,
                                                               self.names.observations)
 
     # -- ownership of the input, following Faust's assignment of the state --------------------
@@ -274,13 +276,15 @@ class RouterService:
         await self.send_all(self.router.reconcile(record, self.decisions))
 
     async def on_observation(self, offset: int, value: bytes | None) -> None:
-        """One observation (a decision's estimates) arrived at ``offset``: learn the weights when due."""
-        metrics.record_observations(offset + 1, self.optimizer.target)
+        """One observation event (a batch's decisions on one input partition) arrived at ``offset``: account
+        for it, and start a solve when one is due and none is in flight (``solver``)."""
         loop = asyncio.get_running_loop()
         if self.optimizer.needs_resume(offset):
+            await self.solver.idle()
             await loop.run_in_executor(None, self.optimizer.resume, offset)
         if self.optimizer.on_observation(offset, value):
-            await loop.run_in_executor(None, self.optimizer.publish)
+            self.solver.request()
+        metrics.record_observations(self.optimizer.controller.seen, self.optimizer.target)
 
     async def send_all(self, messages: Sequence[Outgoing]) -> None:
         """Send ``messages`` and wait until the broker acknowledged all of them."""

@@ -17,12 +17,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 from pydantic import ValidationError
 
+from router_core.dual import DualSolution
 from router_core.engine import RoutingEngine
+from router_core.estimator import Estimates
 from schemas import ObservationEvent, RoutingWeights
 from streams import kafka
 
@@ -176,6 +179,11 @@ def read_observations(kafka_conf: dict[str, str], topic: str, start: int, stop: 
         consumer.close()
 
 
+def decisions_observed(kafka_conf: dict[str, str], topic: str) -> int:
+    """Decisions reported in the observations topic so far (the rows of its valid events)."""
+    return sum(len(event.rows) for _, event in read_observations(kafka_conf, topic, 0, kafka.topic_size(kafka_conf, topic)))
+
+
 def parse_observation(value: bytes | None, offset: int) -> ObservationEvent | None:
     """The observation at ``offset``, or None (logged) when it is not valid."""
     try:
@@ -185,11 +193,28 @@ def parse_observation(value: bytes | None, offset: int) -> ObservationEvent | No
         return None
 
 
+@dataclass(frozen=True)
+class SolveJob:
+    """A due solve, taken on the optimizer's thread: the problem and what the weights will record about it."""
+
+    observed: Estimates
+    budgets: np.ndarray
+    eps: float | None
+    seen: int  # decisions seen when it was taken
+    next_offset: int  # the observations offset after the last decision seen
+    spent: list[list[float]]  # per input partition, its newest spend per model
+
+
 class Optimizer:
     """Learns the weights from every decision, on the single ``observations`` partition, with
     ``router_core.controller.PortController``: the first solve once ceil(eps * N) decisions were
     observed, then a re-solve every ``port.resolve_every`` decisions on the bounded sample with the
-    budgets left; each solution is a new ``RoutingWeights`` version on the compacted topic.
+    budgets left; each solution is a new ``RoutingWeights`` version on the compacted topic. Each
+    observation event holds one batch's decisions on one input partition: its rows are accounted in
+    order and a solve due within the batch is taken once after it.
+
+    A solve is three steps: ``job`` (cheap, on the caller's thread, in order with ``on_observation``),
+    ``solve`` (pure: any thread or process) and ``publish`` (applies and writes the weights; blocks).
 
     The budgets left are the configured budgets less what every input partition has spent
     (reserved and settled), as its newest observation reports it. After a restart, or when the
@@ -228,8 +253,9 @@ class Optimizer:
         return self.controller.due()
 
     def account(self, event: ObservationEvent) -> None:
-        """Add one decision to the sample and the count; take its partition's spend."""
-        self.controller.record(np.asarray(event.quality), np.asarray(event.cost))
+        """Add the event's decisions to the sample and the count, in order; take its partition's spend."""
+        for row in event.rows:
+            self.controller.record(np.asarray(row.quality), np.asarray(row.cost))
         if event.partition_spent is not None and len(event.partition_spent) == len(self.budgets):
             self.spent[event.partition] = np.asarray(event.partition_spent, dtype=np.float64)
 
@@ -253,12 +279,14 @@ class Optimizer:
         if latest is not None and latest.next_offset > 0:
             self.version = latest.version
             self.controller.follow(np.asarray(latest.gamma))
-            self.controller.seen = latest.decisions_seen
+            self.controller.seen = self.controller.solved_at = latest.decisions_seen
             self.spent = {p: np.asarray(s, dtype=np.float64) for p, s in enumerate(latest.partition_spent or [])}
             start = latest.next_offset
             window = self.engine.port.resolve_window
-            for _, event in read_observations(self.kafka_conf, self.observations_topic, max(start - window, 0), start):
-                self.controller.sample.add(np.asarray(event.quality), np.asarray(event.cost))
+            rows = [row for _, event in read_observations(self.kafka_conf, self.observations_topic,
+                                                          max(start - window, 0), start) for row in event.rows]
+            for row in rows[-window:]:  # events with rows hold one decision or more: window events cover the sample
+                self.controller.sample.add(np.asarray(row.quality), np.asarray(row.cost))
         elif latest is not None:  # weights from elsewhere (an operator): follow them, learn on from here
             self.version = latest.version
             self.controller.follow(np.asarray(latest.gamma))
@@ -269,25 +297,31 @@ class Optimizer:
         log.info("optimizer: resumed at observation %d (weights v%d, %d decisions seen, sample %d)", offset,
                  self.version, self.controller.seen, len(self.controller.sample))
 
-    def publish(self) -> RoutingWeights:
-        """Solve on the sample with the budgets left, publish the next version and return it."""
+    def job(self) -> SolveJob:
+        """The solve due now, on the sample and the budgets left (call in order with ``on_observation``)."""
         assert self.next_offset is not None
-        started = time.perf_counter()
-        solution = self.controller.solve(self.remaining())
-        seconds = time.perf_counter() - started
+        observed, budgets, eps = self.controller.problem(self.remaining())
+        spent = [self.spent.get(p, np.zeros(len(self.budgets))).tolist() for p in range(max(self.spent, default=-1) + 1)]
+        return SolveJob(observed, budgets, eps, self.controller.seen, self.next_offset, spent)
+
+    def solve(self, job: SolveJob) -> DualSolution:
+        """Solve ``job`` (pure: touches no state of the optimizer)."""
+        return self.controller.decider.solve(job.observed, job.budgets, eps=job.eps)
+
+    def publish(self, job: SolveJob, solution: DualSolution, seconds: float = 0.0) -> RoutingWeights:
+        """Follow ``solution`` of ``job`` (solved in ``seconds``), publish it as the next version and return it."""
+        self.controller.apply(solution, job.seen)
         latest = self.watcher.latest()
         self.version = max(self.version, 0 if latest is None else latest.version) + 1
         weights = RoutingWeights(
             version=self.version, models=list(self.engine.models), gamma=[float(g) for g in solution.gamma],
             alpha=self.engine.port.alpha, eps=self.engine.port.eps, solver=solution.solver,
             objective=float(solution.objective), cost_scale=float(self.engine.cost_scale),
-            sample_size=max(len(self.controller.sample), 1), created_at=time.time(),
-            decisions_seen=self.controller.seen, next_offset=self.next_offset,
-            partition_spent=[self.spent.get(p, np.zeros(len(self.budgets))).tolist()
-                             for p in range(max(self.spent, default=-1) + 1)],
+            sample_size=max(len(job.observed), 1), created_at=time.time(),
+            decisions_seen=job.seen, next_offset=job.next_offset, partition_spent=job.spent,
         )
-        log.info("optimizer: solved on %d of %d decisions in %.3fs (%s), gamma=%s", len(self.controller.sample),
-                 self.controller.seen, seconds, solution.solver, np.round(solution.gamma, 4).tolist())
+        log.info("optimizer: solved on %d of %d decisions in %.3fs (%s), gamma=%s", len(job.observed), job.seen,
+                 seconds, solution.solver, np.round(solution.gamma, 4).tolist())
         if self.producer is None:
             self.producer = weights_producer(self.kafka_conf)
         publish_weights(self.kafka_conf, self.weights_topic, weights, self.producer)

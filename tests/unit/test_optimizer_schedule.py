@@ -8,7 +8,7 @@ import numpy as np
 
 from router_core.controller import PortController
 from router_core.params import PortParams
-from schemas import ObservationEvent
+from schemas import ObservationEvent, ObservedDecision
 from streams.service.weights import Optimizer
 
 
@@ -27,10 +27,11 @@ class Watcher:
         return None
 
 
-def event(i: int, spent: float = 0.0) -> bytes:
-    return ObservationEvent(query_id=f"q{i}", partition=i % 2, quality=[0.5, 0.6], cost=[0.01, 0.02],
-                            observed_at=1.0, phase="observation", partition_spent=[spent, 2 * spent]
-                            ).model_dump_json().encode()
+def event(i: int, spent: float = 0.0, rows: int = 1) -> bytes:
+    """An observation event of ``rows`` decisions on partition ``i % 2``."""
+    decided = [ObservedDecision(id=f"q{i}-{j}", quality=[0.5, 0.6], cost=[0.01, 0.02]) for j in range(rows)]
+    return ObservationEvent(partition=i % 2, observed_at=1.0, phase="observation", partition_spent=[spent, 2 * spent],
+                            rows=decided).model_dump_json().encode()
 
 
 def optimizer() -> Optimizer:
@@ -66,3 +67,23 @@ def test_a_gap_in_the_observations_calls_for_a_resume() -> None:
     opt.on_observation(0, event(0))
     assert not opt.needs_resume(1) and not opt.needs_resume(0)
     assert opt.needs_resume(7), "offsets 1..6 were accounted for by another router's optimizer"
+
+
+def test_a_batch_crossing_the_schedule_solves_once_after_it() -> None:
+    opt = optimizer()
+    due = []
+    seen = 0
+    for offset, rows in enumerate([3, 3, 7, 4, 0, 9, 30, 2, 8]):
+        seen += rows
+        if opt.on_observation(offset, event(offset, rows=rows)):
+            due.append(seen)
+            opt.controller.solve(opt.remaining())
+    # the first solve once 5 decisions were seen, then once 10 more were seen since the last solve
+    assert due == [6, 17, 56, 66]
+    assert opt.controller.seen == 66
+
+
+def test_an_event_without_rows_is_valid_and_only_updates_the_spend() -> None:
+    opt = optimizer()
+    assert not opt.on_observation(0, event(0, spent=0.25, rows=0))
+    assert opt.controller.seen == 0 and np.allclose(opt.remaining(), [0.75, 0.5])
