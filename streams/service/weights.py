@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from router_core.dual import DualSolution
 from router_core.engine import RoutingEngine
 from router_core.estimator import Estimates
+from router_core.port import PortDecider
 from schemas import ObservationEvent, RoutingWeights
 from streams import kafka
 
@@ -205,6 +206,11 @@ class SolveJob:
     spent: list[list[float]]  # per input partition, its newest spend per model
 
 
+def solve_job(decider: PortDecider, job: SolveJob) -> DualSolution:
+    """Solve ``job`` with ``decider`` (pure and picklable: runs in a worker process)."""
+    return decider.solve(job.observed, job.budgets, eps=job.eps)
+
+
 class Optimizer:
     """Learns the weights from every decision, on the single ``observations`` partition, with
     ``router_core.controller.PortController``: the first solve once ceil(eps * N) decisions were
@@ -213,8 +219,8 @@ class Optimizer:
     observation event holds one batch's decisions on one input partition: its rows are accounted in
     order and a solve due within the batch is taken once after it.
 
-    A solve is three steps: ``job`` (cheap, on the caller's thread, in order with ``on_observation``),
-    ``solve`` (pure: any thread or process) and ``publish`` (applies and writes the weights; blocks).
+    A solve is four steps: ``job`` (cheap, in order with ``on_observation``), ``solve_job`` (pure: any
+    thread or process), ``controller.apply`` (in order with ``on_observation``) and ``publish`` (blocks).
 
     The budgets left are the configured budgets less what every input partition has spent
     (reserved and settled), as its newest observation reports it. After a restart, or when the
@@ -304,13 +310,9 @@ class Optimizer:
         spent = [self.spent.get(p, np.zeros(len(self.budgets))).tolist() for p in range(max(self.spent, default=-1) + 1)]
         return SolveJob(observed, budgets, eps, self.controller.seen, self.next_offset, spent)
 
-    def solve(self, job: SolveJob) -> DualSolution:
-        """Solve ``job`` (pure: touches no state of the optimizer)."""
-        return self.controller.decider.solve(job.observed, job.budgets, eps=job.eps)
-
     def publish(self, job: SolveJob, solution: DualSolution, seconds: float = 0.0) -> RoutingWeights:
-        """Follow ``solution`` of ``job`` (solved in ``seconds``), publish it as the next version and return it."""
-        self.controller.apply(solution, job.seen)
+        """Publish ``solution`` of ``job`` (solved in ``seconds``; ``controller.apply`` it first) as the next
+        version and return it. Blocks until the broker acknowledged it."""
         latest = self.watcher.latest()
         self.version = max(self.version, 0 if latest is None else latest.version) + 1
         weights = RoutingWeights(
