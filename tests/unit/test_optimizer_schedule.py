@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from router_core.controller import PortController
 from router_core.params import PortParams
 from schemas import ObservationEvent, ObservedDecision
+from streams.service.solver import CoalescingSolver
 from streams.service.weights import Optimizer
 
 
@@ -87,3 +89,31 @@ def test_an_event_without_rows_is_valid_and_only_updates_the_spend() -> None:
     opt = optimizer()
     assert not opt.on_observation(0, event(0, spent=0.25, rows=0))
     assert opt.controller.seen == 0 and np.allclose(opt.remaining(), [0.75, 0.5])
+
+
+def test_solves_due_while_one_is_in_flight_are_taken_once_on_the_newest_sample(monkeypatch) -> None:
+    opt = optimizer()
+    published: list[int] = []
+    monkeypatch.setattr(opt, "publish", lambda job, solution, seconds=0.0: published.append(job.seen))
+
+    async def feed(solver: CoalescingSolver, offsets: range, rows: int) -> None:
+        for offset in offsets:
+            if opt.on_observation(offset, event(offset, rows=rows)):
+                solver.request()
+        await solver.idle()
+
+    async def scenario() -> CoalescingSolver:
+        solver = CoalescingSolver(opt)
+        await feed(solver, range(0, 4), 10)  # due at 10 (the first), 20 and 30 before the solve starts
+        assert published == [40] and solver.coalesced == 3, "one solve, on all 40 decisions"
+        await feed(solver, range(4, 5), 5)
+        assert published == [40], "5 decisions since the last solve: none due"
+        await feed(solver, range(5, 6), 5)
+        assert published == [40, 50]
+        return solver
+
+    solver = asyncio.run(scenario())
+    assert solver.pool is not None
+    solver.pool.shutdown()
+    reference = opt.controller.decider.solve(opt.controller.sample.estimates(), *opt.controller.problem(opt.remaining())[1:])
+    assert np.allclose(opt.controller.gamma, reference.gamma), "the worker process solved the same problem"
