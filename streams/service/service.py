@@ -75,7 +75,8 @@ class RouterService:
         self.watchdog = StallWatchdog(config.router.stall_timeout_s)
         self.input: QueryInput | None = None
         self.lock = asyncio.Lock()  # one batch at a time; a revocation waits for the batch in flight
-        self.persisting: asyncio.Task[None] | None = None  # the newest batch's persist (it releases the lock)
+        self.persisting: asyncio.Task[None] | None = None  # the newest batch's persist (it releases the lock;
+        # the reference keeps the task alive)
         self.persist_failed = False  # a persist failed and re-read the input: drop the batch prepared meanwhile
         self.pending: set[int] | None = None  # partitions assigned by the last rebalance, not yet read
         self.paused = False  # True while routing waits for the learned weights
@@ -146,16 +147,16 @@ class RouterService:
             watch.lap("prepare")
             await self.lock.acquire()  # the previous batch is persisted
             watch.lap("wait")
-            persist, wait = None, False
+            persist, wait, failed = None, False, False
             try:
-                if self.persist_failed:
-                    self.persist_failed = False  # its persist re-read the input: this batch is read again
+                if self.persist_failed:  # the previous batch's persist failed and re-read the input: drop this batch,
+                    failed, self.persist_failed = True, False  # polled before that; it is read again
                 elif self.positions.held():  # else revoked while polling: the next owner reads from the progress table
                     persist, wait = await self.route_polled(records, ends, watch, prepared)
             except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
                 log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
                 await self.reread()
-                self.persist_failed = True
+                failed = True
             finally:
                 if persist is None:
                     self.lock.release()
@@ -163,7 +164,7 @@ class RouterService:
                     self.persisting = loop.create_task(persist)
             if wait:
                 await self.wait_for_weights()
-            if self.persist_failed:
+            if failed:
                 await asyncio.sleep(1.0)
 
     async def reread(self) -> None:
