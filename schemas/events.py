@@ -67,6 +67,7 @@ class ObservationEvent(Event):
     and the partition's spend after them; the optimizer learns the weights from the rows and tracks the
     budgets left. ``rows`` may be empty (a partition-level acknowledgement of ``weights_version``)."""
 
+    schema_version: Literal[2] = 2  # version 1 was one event per decision (query_id, quality, cost)
     partition: int = Field(ge=0)
     observed_at: Timestamp
     phase: Literal["observation", "learned"] = "observation"
