@@ -70,16 +70,14 @@ class StaticEmbedder(Embedder):
         return np.concatenate([self._encode_batch(texts[i:i + step]) for i in range(0, len(texts), step)])
 
     def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
-        from scipy.sparse import csr_matrix
-
         encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
         ids = [self._token_ids(e.ids) for e in encodings]
-        lengths = np.array([len(i) for i in ids], dtype=np.int64)
-        # each text's mean token vector as one sparse (texts x vocabulary) product with the table: no
-        # (tokens x dims) copy of the gathered rows (a text without tokens stays all zeros)
-        weights = np.repeat(1.0 / np.maximum(lengths, 1), lengths).astype(np.float32)
-        tokens = np.concatenate([*ids, np.zeros(0, dtype=np.int64)])
-        means = csr_matrix((weights, (np.repeat(np.arange(len(ids)), lengths), tokens)), shape=(len(ids), len(self._table)))
-        out = np.asarray(means @ self._table, dtype=np.float32)
+        lengths = np.array([len(i) for i in ids])
+        out = np.zeros((len(ids), self.dimension), dtype=np.float32)
+        filled = lengths > 0
+        if filled.any():
+            rows = self._table[np.concatenate(ids)].astype(np.float32)
+            starts = np.concatenate(([0], np.cumsum(lengths[filled])[:-1]))
+            out[filled] = np.add.reduceat(rows, starts, axis=0) / lengths[filled, None]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms > 0, norms, 1.0)
