@@ -85,8 +85,9 @@ class RouterService:
         self.stages = BatchStages()  # where the routed batches spent their time (the /state page)
 
     def start_background(self) -> None:
-        """Follow the weights topic; export metrics and consumer lag."""
+        """Follow the weights topic; spawn the solver process; export metrics and consumer lag."""
         self.watcher.start()
+        self.solver.start()
         telemetry.start(self.router, self.kafka_conf, self.config.topics.prefix)
 
     async def wait_until_ready(self) -> None:

@@ -5,7 +5,9 @@ decision rate the next one can fall due before the last one returns. ``Coalescin
 runs one solve at a time; what fell due meanwhile is solved once, on the newest sample, when
 the running one returns. At a rate where a solve returns before the next falls due, this is
 exactly the schedule. The solver (scipy's HiGHS holds the GIL) runs in a worker process at a
-lower CPU priority, so the routing loop neither waits for the GIL nor yields a core to it.
+lower CPU priority, so the routing loop neither waits for the GIL nor yields a core to it. The
+process is spawned when the service starts (``start``); until it is up (its imports took 25 to
+44 s on a loaded machine), solves run in a thread, so the first weights never wait for it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from streams.service.weights import Optimizer, solve_job
@@ -41,9 +43,20 @@ class CoalescingSolver:
 
     def __init__(self, optimizer: Optimizer) -> None:
         self.optimizer = optimizer
-        self.pool: ProcessPoolExecutor | None = None  # started with the first solve
+        self.pool: ProcessPoolExecutor | None = None
+        self.up: Future[int] | None = None  # done once the worker process runs (its pid)
         self.task: asyncio.Task[None] | None = None
         self.coalesced = 0  # solves that fell due while one was in flight and were taken together
+
+    def start(self) -> None:
+        """Spawn the worker process now, in the background (the first solve runs in a thread if it is not up)."""
+        self.pool = solver_pool()
+        self.up = self.pool.submit(os.getpid)
+
+    def worker(self) -> ProcessPoolExecutor | None:
+        """The worker process's pool once it is up, else None (the event loop's default thread pool)."""
+        up = self.up is not None and self.up.done() and self.up.exception() is None
+        return self.pool if up else None
 
     def request(self) -> None:
         """A solve is due: start one now, or (one is in flight) take it when that one returns."""
@@ -63,17 +76,15 @@ class CoalescingSolver:
             while True:
                 job = self.optimizer.job()  # on the loop: in order with the observations accounted
                 started = time.perf_counter()
-                if self.pool is None:
-                    self.pool = solver_pool()
-                solution = await loop.run_in_executor(self.pool, solve_job, self.optimizer.controller.decider, job)
+                solution = await loop.run_in_executor(self.worker(), solve_job, self.optimizer.controller.decider, job)
                 seconds = time.perf_counter() - started
                 self.optimizer.controller.apply(solution, job.seen)
                 await loop.run_in_executor(None, self.optimizer.publish, job, solution, seconds)
                 if not self.optimizer.controller.due():
                     return
         except BrokenProcessPool:
-            log.error("optimizer: the solver process died; a new one takes the next due solve")
-            self.pool = None
+            log.error("optimizer: the solver process died; a new one is spawned (solves run in a thread until it is up)")
+            self.start()
         except Exception:  # e.g. the broker unreachable while publishing: the next due solve retries
             log.exception("optimizer: solve failed; the next observation retries")
         finally:

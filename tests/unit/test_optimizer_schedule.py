@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import numpy as np
@@ -104,6 +105,9 @@ def test_solves_due_while_one_is_in_flight_are_taken_once_on_the_newest_sample(m
 
     async def scenario() -> CoalescingSolver:
         solver = CoalescingSolver(opt)
+        solver.start()
+        assert solver.up is not None and solver.up.result(timeout=120) != os.getpid(), "a worker process"
+        assert solver.worker() is solver.pool
         await feed(solver, range(0, 4), 10)  # due at 10 (the first), 20 and 30 before the solve starts
         assert published == [40] and solver.coalesced == 3, "one solve, on all 40 decisions"
         await feed(solver, range(4, 5), 5)
@@ -117,3 +121,9 @@ def test_solves_due_while_one_is_in_flight_are_taken_once_on_the_newest_sample(m
     solver.pool.shutdown()
     reference = opt.controller.decider.solve(opt.controller.sample.estimates(), *opt.controller.problem(opt.remaining())[1:])
     assert np.allclose(opt.controller.gamma, reference.gamma), "the worker process solved the same problem"
+
+
+def test_solves_run_in_a_thread_until_the_worker_process_is_up() -> None:
+    opt = optimizer()
+    solver = CoalescingSolver(opt)
+    assert solver.worker() is None, "not started: the loop's thread pool"
