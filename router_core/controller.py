@@ -84,6 +84,7 @@ class PortController:
         self.n_observe = self.decider.observation_count(n_expected)
         self.seen = 0  # decisions recorded in this period
         self.start = 0 if self.observed else self.n_observe  # where the re-solve schedule counts from
+        self.solved_at = self.start  # decisions seen at the last solve (or the schedule's start)
         self.sample.clear()
         self.prior = self._prior() if not self.observed else None
 
@@ -120,22 +121,32 @@ class PortController:
 
     def due(self) -> bool:
         """Whether a solve is due now: the first once ``ceil(eps * N)`` decisions were seen (if the
-        phase was not done before), then every ``resolve_every`` decisions."""
+        phase was not done before), then once ``resolve_every`` decisions were seen since the last solve
+        (checked after every decision offline: every ``resolve_every`` decisions; checked after a batch
+        of decisions in the service: once after a batch that crosses the boundary)."""
         if self.gamma is None:
             return self.seen >= self.n_observe
         every = self.params.resolve_every
-        return every > 0 and self.seen > self.start and (self.seen - self.start) % every == 0 and len(self.sample) > 0
+        return every > 0 and self.seen - self.solved_at >= every and len(self.sample) > 0
 
-    def solve(self, remaining: np.ndarray) -> DualSolution:
-        """Solve on the sample and apply the weights: the first solve with the period's budgets at the
-        observation share eps, a re-solve with ``remaining`` at the sample's share of the decisions still
-        expected in the period (at least one)."""
+    def problem(self, remaining: np.ndarray) -> tuple[Estimates, np.ndarray, float | None]:
+        """(sample, budgets, eps) of the solve due now: the first solve with the period's budgets at the
+        observation share eps (None: the decider's), a re-solve with ``remaining`` at the sample's share of the
+        decisions still expected in the period (at least one)."""
         observed = self.sample.estimates()
         if self.gamma is None:
-            solution = self.decider.solve(observed, self.budgets)
-        else:
-            horizon = max(self.n_expected - self.seen, 1)
-            solution = self.decider.solve(observed, np.maximum(remaining, 0.0), eps=len(observed) / horizon)
+            return observed, self.budgets, None
+        horizon = max(self.n_expected - self.seen, 1)
+        return observed, np.maximum(remaining, 0.0), len(observed) / horizon
+
+    def apply(self, solution: DualSolution, seen: int) -> DualSolution:
+        """Follow the weights of ``solution``, solved on what ``problem`` returned after ``seen`` decisions."""
         self.gamma = solution.gamma
         self.observed = True
+        self.solved_at = seen
         return solution
+
+    def solve(self, remaining: np.ndarray) -> DualSolution:
+        """Solve the ``problem`` due now and ``apply`` its weights."""
+        observed, budgets, eps = self.problem(remaining)
+        return self.apply(self.decider.solve(observed, budgets, eps=eps), self.seen)

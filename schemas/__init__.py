@@ -9,6 +9,7 @@ from schemas.events import (
     DeadLetter,
     Event,
     ObservationEvent,
+    ObservedDecision,
     QueryEvent,
     RoutedQuery,
     RoutingWeights,
@@ -18,5 +19,5 @@ from schemas.export import export_json_schemas
 
 __all__ = [
     "ALL_EVENTS", "MAX_EMBEDDING_DIM", "MAX_TEXT_CHARS", "SCHEMA_VERSION", "Completion", "DeadLetter", "Event",
-    "ObservationEvent", "QueryEvent", "RoutedQuery", "RoutingWeights", "UnservedQuery", "export_json_schemas",
+    "ObservationEvent", "ObservedDecision", "QueryEvent", "RoutedQuery", "RoutingWeights", "UnservedQuery", "export_json_schemas",
 ]

@@ -18,6 +18,7 @@ MAX_MODELS = 256
 MAX_ID_CHARS = 256
 MAX_REASON_CHARS = 2_000
 MAX_RAW_CHARS = 64_000
+MAX_OBSERVED_ROWS = 10_000  # decisions of one batch in one observation event
 
 QueryId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[\x21-\x7e]+$")]
 ModelName = Annotated[str, Field(min_length=1, max_length=200)]
@@ -51,33 +52,36 @@ class QueryEvent(Event):
         return self
 
 
-class ObservationEvent(Event):
-    """Estimates of one decided query (topic ``observations``) and its partition's spend after it; the
-    optimizer learns the weights from them and tracks the budgets left. Without ``query_id``, ``quality``
-    and ``cost`` it is an acknowledgement: the partition follows ``weights_version`` from now on."""
+class ObservedDecision(BaseModel):
+    """One decided query's estimates (a row of an ``ObservationEvent``), per model in the configured order."""
 
-    query_id: QueryId | None = None
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    id: QueryId
+    quality: Vector
+    cost: Vector
+
+
+class ObservationEvent(Event):
+    """The decisions of one routed batch on one input partition (topic ``observations``), in decision order,
+    and the partition's spend after them; the optimizer learns the weights from the rows and tracks the
+    budgets left. Without rows it is an acknowledgement: the partition follows ``weights_version`` from now on."""
+
+    schema_version: Literal[2] = 2  # version 1 was one event per decision (query_id, quality, cost)
     partition: int = Field(ge=0)
-    quality: Vector | None = None
-    cost: Vector | None = None
     observed_at: Timestamp
     phase: Literal["observation", "learned"] = "observation"
+    weights_version: int = Field(0, ge=0, description="the weights version the partition follows (0: none yet)")
     partition_spent: list[Dollars] | None = Field(None, max_length=MAX_MODELS, description="dollars the partition "
                                                   "has spent per model (reserved + settled, in the configured model "
-                                                  "order) after this decision, in its budget period")
-    period: int = Field(0, description="the decision's budget period (0 when budget.period is none)")
-    weights_version: int = Field(0, ge=0, description="the weights version the partition follows (0: none yet)")
-
-    @model_validator(mode="after")
-    def _decision_or_acknowledgement(self) -> "ObservationEvent":
-        if len({self.query_id is None, self.quality is None, self.cost is None}) != 1:
-            raise ValueError("query_id, quality and cost come together (a decision) or not at all (an acknowledgement)")
-        return self
+                                                  "order) after these decisions, in their budget period")
+    period: int = Field(0, description="the decisions' budget period (0 when budget.period is none)")
+    rows: list[ObservedDecision] = Field(default_factory=list, max_length=MAX_OBSERVED_ROWS)
 
     @property
     def decided(self) -> bool:
-        """Whether the event reports a decision (else only an acknowledgement of ``weights_version``)."""
-        return self.query_id is not None
+        """Whether the event reports decisions (else only an acknowledgement of ``weights_version``)."""
+        return bool(self.rows)
 
 
 class ShareStep(BaseModel):

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from router_core.budget import BudgetLedger
 from router_core.estimator import Estimates
 from router_core.periods import BudgetPeriods
-from schemas import Completion, DeadLetter, ObservationEvent, QueryEvent, RoutedQuery, UnservedQuery
+from schemas import Completion, DeadLetter, ObservationEvent, ObservedDecision, QueryEvent, RoutedQuery, UnservedQuery
 from schemas.events import MAX_RAW_CHARS
 from streams.service.budget_state import DecisionExpiry, PartitionBudgets
 from streams.service.contracts import Engine, Weights
@@ -246,7 +246,7 @@ class Router:
             event = ObservationEvent(partition=partition, observed_at=time.time(), phase="learned",
                                      partition_spent=np.maximum(ledger.spent + ledger.reserved, 0.0).tolist(),
                                      weights_version=weights.version, period=self.budgets.periods.get(partition, 0))
-            events.append(Outgoing(self.topics.observations, None, event.model_dump_json().encode()))
+            events.append(Outgoing(self.topics.observations, str(partition), event.model_dump_json().encode()))
         return moved, events
 
     def budget_shares(self) -> list[tuple[str, int, float, float, float]]:
@@ -319,7 +319,8 @@ class Router:
                ) -> tuple[list[Outgoing], list[Outgoing]]:
         """Decide every new query of the batch and record each decision with its reservation.
 
-        Returns (decision messages, observation messages: one per new decision, for the optimizer).
+        Returns (decision messages, observation messages for the optimizer: one per input partition with new
+        decisions, their estimates in decision order).
         A query id decided before gets its stored decision re-emitted, with no new charge.
         """
         if self.stale:
@@ -358,9 +359,9 @@ class Router:
                 key = state_key(partition, query.id)
                 decisions[key] = decision_record(message, model, held, batch.records[row].offset, now, version, period)
                 self.expiry.add(key, now)
-                observed.append(self.observation(query, partition, est, j, phase, ledger.spent + ledger.reserved,
-                                                 version, period))
                 emitted.append(message)
+            observed.append(self.observation(partition, [batch.queries[row].id for row in rows], est, phase, version,
+                                             period, ledger.spent + ledger.reserved))
         return emitted, observed
 
     @staticmethod
@@ -385,15 +386,16 @@ class Router:
             return None
         return np.asarray(weights.gamma, dtype=np.float64)
 
-    def observation(self, query: QueryEvent, partition: int, est: Estimates, j: int, phase: str,
-                    spent: np.ndarray, version: int, period: int = 0) -> Outgoing:
-        """The observation event of a decided query: its estimates, the weights version it used, its budget period
-        and the partition's spend in that period after it."""
-        event = ObservationEvent(query_id=query.id, partition=partition, quality=est.quality[j].tolist(),
-                                 cost=est.cost[j].tolist(), observed_at=time.time(), phase=phase,
-                                 partition_spent=np.maximum(spent, 0.0).tolist(), weights_version=version,
-                                 period=period)
-        return Outgoing(self.topics.observations, query.id, event.model_dump_json().encode())
+    def observation(self, partition: int, ids: Sequence[str], est: Estimates, phase: str, version: int,
+                    period: int, spent: np.ndarray) -> Outgoing:
+        """The observation event of a batch's decisions on ``partition`` (``ids`` with the estimates ``est``, in
+        decision order): the weights version they were decided with, their budget period and the partition's
+        spend in that period after them."""
+        rows = [ObservedDecision(id=i, quality=q, cost=c) for i, q, c in zip(ids, est.quality.tolist(),
+                                                                            est.cost.tolist())]
+        event = ObservationEvent(partition=partition, observed_at=time.time(), phase=phase, weights_version=version,
+                                 period=period, partition_spent=np.maximum(spent, 0.0).tolist(), rows=rows)
+        return Outgoing(self.topics.observations, str(partition), event.model_dump_json().encode())
 
     def outcome(self, query: QueryEvent, partition: int, est: Estimates, j: int, choice: int, score: float,
                 ledger: BudgetLedger, phase: str, weights: Weights | None

@@ -11,10 +11,10 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import Any, Callable, MutableMapping, Sequence
+from typing import Any, Callable, Coroutine, MutableMapping, Sequence
 
 from router_core.engine import RoutingEngine
-from streams import kafka, metrics
+from streams import metrics
 from streams.service import telemetry
 from streams import topics as T
 from streams.service.batch_stages import BatchStages, Stopwatch
@@ -23,9 +23,10 @@ from streams.service.budget_state import aggregate_key
 from streams.service.data import budgets_in_order
 from streams.service.ledger import state_key
 from streams.service.query_input import InputPositions, QueryInput
-from streams.service.router import CostBound, Outgoing, Record, Router, TopicNames, finite_or_none
+from streams.service.router import CostBound, Outgoing, Prepared, Record, Router, TopicNames, finite_or_none
 from streams.service.watchdog import StallWatchdog
-from streams.service.weights import Optimizer, WeightsWatcher
+from streams.service.solver import CoalescingSolver
+from streams.service.weights import Optimizer, WeightsWatcher, decisions_observed
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,14 @@ class RouterService:
         self.optimizer = Optimizer(engine, self.budgets, self.kafka_conf, self.names.observations,
                                    config.topics.name(T.WEIGHTS), self.watcher, config.topics.query_partitions,
                                    config.budget)
+        self.solver = CoalescingSolver(self.optimizer)
         self.positions = InputPositions()
         self.watchdog = StallWatchdog(config.router.stall_timeout_s)
         self.input: QueryInput | None = None
         self.lock = asyncio.Lock()  # one batch at a time; a revocation waits for the batch in flight
+        self.persisting: asyncio.Task[None] | None = None  # the newest batch's persist (it releases the lock;
+        # the reference keeps the task alive)
+        self.persist_failed = False  # a persist failed and re-read the input: drop the batch prepared meanwhile
         self.pending: set[int] | None = None  # partitions assigned by the last rebalance, not yet read
         self.paused = False  # True while routing waits for the learned weights
         self.gave_up_waiting = False  # True once waiting for the weights timed out
@@ -82,8 +87,9 @@ class RouterService:
         self.stages = BatchStages()  # where the routed batches spent their time (the /state page)
 
     def start_background(self) -> None:
-        """Follow the weights topic; export metrics and consumer lag."""
+        """Follow the weights topic; spawn the solver process; export metrics and consumer lag."""
         self.watcher.start()
+        self.solver.start()
         telemetry.start(self.router, self.kafka_conf, self.config.topics.prefix)
 
     async def wait_until_ready(self) -> None:
@@ -91,7 +97,7 @@ class RouterService:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.watcher.caught_up.wait)
         if self.watcher.latest() is None:
-            self.router.observed = await loop.run_in_executor(None, kafka.topic_size, self.kafka_conf,
+            self.router.observed = await loop.run_in_executor(None, decisions_observed, self.kafka_conf,
                                                               self.names.observations)
 
     # -- ownership of the input, following Faust's assignment of the state --------------------
@@ -121,7 +127,10 @@ class RouterService:
             or "no partition")
 
     async def run(self, recovered: Callable[[], bool]) -> None:
-        """The routing loop: poll, check continuity, route; follows assignments once ``recovered()``."""
+        """The routing loop: poll, prepare, check continuity, decide, then persist in the background while
+        the next batch is polled and prepared; follows assignments once ``recovered()``. The lock is held from
+        a batch's decisions until its progress is recorded (``persist`` releases it), so batches are decided
+        and persisted one at a time, in order; only the pure work (poll, prepare) of the next overlaps."""
         await self.wait_until_ready()
         loop = asyncio.get_running_loop()
         self.input = await loop.run_in_executor(None, QueryInput, self.kafka_conf, self.queries_topic,
@@ -137,16 +146,26 @@ class RouterService:
             watch = Stopwatch()
             records, ends = await loop.run_in_executor(None, self.input.poll, batch, window)
             watch.lap("poll")
-            async with self.lock:
-                if not self.positions.held():
-                    continue  # revoked while polling: the next owner reads from the progress table
-                try:
-                    wait, failed = await self.route_polled(records, ends, watch), False
+            prepared = await loop.run_in_executor(None, self.router.prepare, records) if records else Prepared()
+            watch.lap("prepare")
+            await self.lock.acquire()  # the previous batch is persisted
+            watch.lap("wait")
+            persist, wait, failed = None, False, False
+            try:
+                if self.persist_failed:  # the previous batch's persist failed and re-read the input: drop this batch,
+                    failed, self.persist_failed = True, False  # polled before that; it is read again
+                elif self.positions.held():  # else revoked while polling: the next owner reads from the progress table
                     await self.acknowledge()
-                except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
-                    log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
-                    await self.reread()
-                    wait, failed = False, True
+                    persist, wait = await self.route_polled(records, ends, watch, prepared)
+            except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
+                log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
+                await self.reread()
+                failed = True
+            finally:
+                if persist is None:
+                    self.lock.release()
+                else:
+                    self.persisting = loop.create_task(persist)
             if wait:
                 await self.wait_for_weights()
             if failed:
@@ -158,9 +177,11 @@ class RouterService:
         assert self.input is not None
         await asyncio.get_running_loop().run_in_executor(None, self.input.assign, dict(self.positions.next))
 
-    async def route_polled(self, records: list[Record], ends: dict[int, int], watch: Stopwatch | None = None) -> bool:
-        """Route the contiguous part of a polled batch; re-read the rest. True when routing must pause
-        for the learned weights. ``watch`` times the batch's stages (from the poll on)."""
+    async def route_polled(self, records: list[Record], ends: dict[int, int], watch: Stopwatch,
+                           prepared: Prepared) -> tuple[Coroutine[Any, Any, None], bool]:
+        """Decide the contiguous part of a polled batch (``prepared``: all of it, prepared) and seek back to
+        re-read the rest; return (the coroutine that persists the decisions and records the progress, then
+        releases the lock; whether routing must pause for the learned weights)."""
         accepted = self.positions.accept(records)
         for partition, (start, stop) in accepted.holes.items():
             log.warning("partition %d: offsets %d..%d are not in the log (deleted or transaction markers); "
@@ -172,7 +193,9 @@ class RouterService:
                         self.watcher.describe())
             routable, pause = [], False
             await asyncio.sleep(self.config.router.batch_window_s)
-        await self.route_records(routable, watch or Stopwatch())
+        if len(routable) != len(records):  # rare: a discontinuity, the observation quota or the weights cut the batch
+            prepared = await asyncio.get_running_loop().run_in_executor(None, self.router.prepare, routable)
+        emitted, observed = self.decide(routable, prepared, watch)
         for partition, offset in accepted.rewind.items():
             log.warning("partition %d: the consumer skipped offset %d; reading again from it", partition, offset)
         rewind = dict(accepted.rewind)
@@ -181,10 +204,8 @@ class RouterService:
         assert self.input is not None
         for partition, offset in rewind.items():
             self.input.seek(partition, offset)
-        for partition, offset in ends.items():
-            if partition not in rewind:
-                self.positions.at_end(partition, offset)
-        return pause
+        ends = {p: o for p, o in ends.items() if p not in rewind}
+        return self.persist(routable, ends, prepared.dead + observed + emitted, watch), pause
 
     async def acknowledge(self) -> None:
         """Held partitions that have not followed the newest weights yet (idle ones) follow them: save their
@@ -220,30 +241,45 @@ class RouterService:
             log.warning("no weights %.0fs after this router's observation quota; observing on until they come", wait)
             self.gave_up_waiting = True
 
-    async def route_records(self, records: list[Record], watch: Stopwatch) -> None:
-        """Validate, estimate and decide ``records``; persist the decisions; send the outputs; then
-        record the new input positions (a crash before that re-reads them: they find their decisions).
-        Each stage is a lap of ``watch``, added to ``self.stages``."""
+    def decide(self, records: list[Record], prepared: Prepared, watch: Stopwatch) -> tuple[list[Outgoing], list[Outgoing]]:
+        """Decide the prepared ``records`` and record the decisions and reservations in the decisions table;
+        return (decision messages, observation messages)."""
         if not records:
-            return
+            return [], []
         started = time.perf_counter()
-        prepared = await asyncio.get_running_loop().run_in_executor(None, self.router.prepare, records)
-        watch.lap("prepare")
         emitted, observed = self.router.decide(prepared, self.decisions, self.aggregates)
-        telemetry.record_batch(prepared, emitted, time.perf_counter() - started)
+        telemetry.record_batch(prepared, emitted, time.perf_counter() - started + watch.laps.get("prepare", 0.0))
         watch.lap("decide")
-        await self.producer.flush()  # decisions and reservations reach the changelog first
-        watch.lap("flush")
-        await self.send_all(prepared.dead + observed + emitted)
-        watch.lap("send")
-        moved = self.positions.advance(records)
-        for partition, offset in moved.items():
-            self.aggregates[aggregate_key(partition)] = self.router.budgets.snapshot(partition, offset)
-            self.progress[progress_key(partition)] = offset
-        assert self.input is not None
-        self.input.commit_hint(moved)
-        watch.lap("progress")
-        self.stages.add(len(records), watch.laps)
+        return emitted, observed
+
+    async def persist(self, records: list[Record], ends: dict[int, int], messages: list[Outgoing],
+                      watch: Stopwatch) -> None:
+        """After ``decide``: flush the decisions to the changelog, send ``messages`` and wait for their
+        acknowledgements, then record the new input positions (a crash before that re-reads the records: they
+        find their decisions) and the partitions read to their ``ends``. Releases the lock; a failure re-reads
+        the input from the recorded positions."""
+        try:
+            if records:
+                await self.producer.flush()  # decisions and reservations reach the changelog first
+                watch.lap("flush")
+                await self.send_all(messages)
+                watch.lap("send")
+                moved = self.positions.advance(records)
+                for partition, offset in moved.items():
+                    self.aggregates[aggregate_key(partition)] = self.router.budgets.snapshot(partition, offset)
+                    self.progress[progress_key(partition)] = offset
+                assert self.input is not None
+                self.input.commit_hint(moved)
+                watch.lap("progress")
+                self.stages.add(len(records), watch.laps)
+            for partition, offset in ends.items():
+                self.positions.at_end(partition, offset)
+        except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
+            log.error("persisting a batch failed (%r); reading it again from %s", exc, self.positions.next)
+            self.persist_failed = True
+            await self.reread()
+        finally:
+            self.lock.release()
 
     async def watch(self) -> None:
         """One watchdog round over every partition of the queries topic: the held ones by their
@@ -295,13 +331,15 @@ class RouterService:
         await self.send_all(self.router.reconcile(record, self.decisions))
 
     async def on_observation(self, offset: int, value: bytes | None) -> None:
-        """One observation (a decision's estimates) arrived at ``offset``: learn the weights when due."""
-        metrics.record_observations(offset + 1, self.optimizer.target)
+        """One observation event (a batch's decisions on one input partition) arrived at ``offset``: account
+        for it, and start a solve when one is due and none is in flight (``solver``)."""
         loop = asyncio.get_running_loop()
         if self.optimizer.needs_resume(offset):
+            await self.solver.idle()
             await loop.run_in_executor(None, self.optimizer.resume, offset)
         if self.optimizer.on_observation(offset, value):
-            await loop.run_in_executor(None, self.optimizer.publish)
+            self.solver.request()
+        metrics.record_observations(self.optimizer.controller.seen, self.optimizer.target)
 
     async def send_all(self, messages: Sequence[Outgoing]) -> None:
         """Send ``messages`` and wait until the broker acknowledged all of them."""

@@ -17,14 +17,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 from pydantic import ValidationError
 
+from router_core.dual import DualSolution
 from router_core.engine import RoutingEngine
+from router_core.estimator import Estimates
 from router_core.params import BudgetParams
 from router_core.periods import forecast_volume
+from router_core.port import PortDecider
 from schemas import ObservationEvent, RoutingWeights
 from schemas.events import ShareStep
 from streams import kafka
@@ -183,6 +187,11 @@ def read_observations(kafka_conf: dict[str, str], topic: str, start: int, stop: 
         consumer.close()
 
 
+def decisions_observed(kafka_conf: dict[str, str], topic: str) -> int:
+    """Decisions reported in the observations topic so far (the rows of its valid events)."""
+    return sum(len(event.rows) for _, event in read_observations(kafka_conf, topic, 0, kafka.topic_size(kafka_conf, topic)))
+
+
 def parse_observation(value: bytes | None, offset: int) -> ObservationEvent | None:
     """The observation at ``offset``, or None (logged) when it is not valid."""
     try:
@@ -192,11 +201,33 @@ def parse_observation(value: bytes | None, offset: int) -> ObservationEvent | No
         return None
 
 
+@dataclass(frozen=True)
+class SolveJob:
+    """A due solve, taken on the optimizer's thread: the problem and what the weights will record about it."""
+
+    observed: Estimates
+    budgets: np.ndarray
+    eps: float | None
+    seen: int  # decisions seen when it was taken
+    next_offset: int  # the observations offset after the last decision seen
+    period: int  # the budget period of the decisions seen
+
+
+def solve_job(decider: PortDecider, job: SolveJob) -> DualSolution:
+    """Solve ``job`` with ``decider`` (pure and picklable: runs in a worker process)."""
+    return decider.solve(job.observed, job.budgets, eps=job.eps)
+
+
 class Optimizer:
     """Learns the weights from every decision, on the single ``observations`` partition, with
     ``router_core.controller.PortController``: the first solve once ceil(eps * N) decisions were
     observed, then a re-solve every ``port.resolve_every`` decisions on the bounded sample with the
-    budgets left; each solution is a new ``RoutingWeights`` version on the compacted topic.
+    budgets left; each solution is a new ``RoutingWeights`` version on the compacted topic. Each
+    observation event holds one batch's decisions on one input partition: its rows are accounted in
+    order and a solve due within the batch is taken once after it.
+
+    A solve is four steps: ``job`` (cheap, in order with ``on_observation``), ``solve_job`` (pure: any
+    thread or process), ``controller.apply`` (in order with ``on_observation``) and ``publish`` (blocks).
 
     The budgets left are the configured budgets less what every input partition has spent
     (reserved and settled), as its newest observation reports it. Each version also carries the
@@ -249,12 +280,12 @@ class Optimizer:
         return event.decided and self.controller.due()  # an acknowledgement adds no decision: nothing falls due
 
     def account(self, event: ObservationEvent) -> None:
-        """Add one decision to the sample and the count (an acknowledgement adds none); take its partition's
-        weights version, and its spend when the event is of the current budget period."""
+        """Add the event's decisions to the sample and the count, in order (an acknowledgement adds none); take its
+        partition's weights version, and its spend when the event is of the current budget period."""
         if self.period is None or event.period > self.period:
             self.start_period(event.period, event.observed_at)
-        if event.decided:
-            self.controller.record(np.asarray(event.quality), np.asarray(event.cost))
+        for row in event.rows:
+            self.controller.record(np.asarray(row.quality), np.asarray(row.cost))
         spent = event.partition_spent
         if event.partition >= self.book.partitions:
             log.error("observation of input partition %d, beyond the %d configured: ignored by the budget shares",
@@ -263,7 +294,7 @@ class Optimizer:
         used = (np.asarray(spent, dtype=np.float64)
                 if event.period == self.period and spent is not None and len(spent) == len(self.budgets) else None)
         self.book.observe(event.partition, event.weights_version, used,
-                          np.asarray(event.cost, dtype=np.float64) if event.decided else None)
+                          np.array([row.cost for row in event.rows], dtype=np.float64) if event.decided else None)
 
     def expected_volume(self, period: int) -> int:
         """Decisions expected in ``period``: ``budget.period_queries`` when set; else, after a closed period, its
@@ -310,13 +341,14 @@ class Optimizer:
                 self.controller.restart_period(self.budgets, latest.period_expected)
                 self.controller.start = latest.schedule_start
             self.period, self.period_first_at = latest.period, latest.period_first_at
-            self.controller.seen = latest.decisions_seen
+            self.controller.seen = self.controller.solved_at = latest.decisions_seen
             self.resume_shares(latest)
             start = latest.next_offset
             window = self.engine.port.resolve_window
-            for _, event in read_observations(self.kafka_conf, self.observations_topic, max(start - window, 0), start):
-                if event.decided:
-                    self.controller.sample.add(np.asarray(event.quality), np.asarray(event.cost))
+            rows = [row for _, event in read_observations(self.kafka_conf, self.observations_topic,
+                                                          max(start - window, 0), start) for row in event.rows]
+            for row in rows[-window:]:  # events with rows hold one decision or more: window events cover the sample
+                self.controller.sample.add(np.asarray(row.quality), np.asarray(row.cost))
         elif latest is not None:  # weights from elsewhere (an operator): follow them, learn on from here
             self.version = latest.version
             self.controller.follow(np.asarray(latest.gamma))
@@ -340,12 +372,20 @@ class Optimizer:
                                                         (latest.version, (self.budgets / self.book.partitions).tolist())]
                                                        for _ in range(self.book.partitions)], used)
 
-    def publish(self) -> RoutingWeights:
-        """Solve on the sample with the budgets left, publish the next version and return it."""
+    def job(self) -> SolveJob:
+        """The solve due now, on the sample and the budgets left (call in order with ``on_observation``)."""
         assert self.next_offset is not None
-        started = time.perf_counter()
-        solution = self.controller.solve(self.remaining())
-        seconds = time.perf_counter() - started
+        observed, budgets, eps = self.controller.problem(self.remaining())
+        return SolveJob(observed, budgets, eps, self.controller.seen, self.next_offset, self.period or 0)
+
+    def current(self, job: SolveJob) -> bool:
+        """Whether ``job`` is of the current budget period (a solution of a closed one is dropped: its budgets
+        and schedule are gone, and its shares would be another period's)."""
+        return job.period == (self.period or 0)
+
+    def publish(self, job: SolveJob, solution: DualSolution, seconds: float = 0.0) -> RoutingWeights:
+        """Publish ``solution`` of ``job`` (solved in ``seconds``; ``controller.apply`` it first) as the next
+        version and return it. Blocks until the broker acknowledged it."""
         latest = self.watcher.latest()
         self.version = max(self.version, 0 if latest is None else latest.version) + 1
         shares = self.book.propose()
@@ -355,15 +395,15 @@ class Optimizer:
             version=self.version, models=list(self.engine.models), gamma=[float(g) for g in solution.gamma],
             alpha=self.engine.port.alpha, eps=self.engine.port.eps, solver=solution.solver,
             objective=float(solution.objective), cost_scale=float(self.engine.cost_scale),
-            sample_size=max(len(self.controller.sample), 1), created_at=time.time(),
-            decisions_seen=self.controller.seen, next_offset=self.next_offset, period=self.period or 0,
+            sample_size=max(len(job.observed), 1), created_at=time.time(),
+            decisions_seen=job.seen, next_offset=job.next_offset, period=job.period,
             period_expected=self.controller.n_expected, period_first_at=self.period_first_at,
             schedule_start=self.controller.start,
             partition_spent=self.book.used().tolist(), shares=shares.tolist(), share_acks=acks,
             share_steps=[[ShareStep(version=v, share=s) for v, s in part] for part in steps],
         )
-        log.info("optimizer: solved on %d of %d decisions in %.3fs (%s), gamma=%s", len(self.controller.sample),
-                 self.controller.seen, seconds, solution.solver, np.round(solution.gamma, 4).tolist())
+        log.info("optimizer: solved on %d of %d decisions in %.3fs (%s), gamma=%s", len(job.observed), job.seen,
+                 seconds, solution.solver, np.round(solution.gamma, 4).tolist())
         if self.producer is None:
             self.producer = weights_producer(self.kafka_conf)
         publish_weights(self.kafka_conf, self.weights_topic, weights, self.producer)

@@ -16,7 +16,7 @@ from router_core.params import BudgetParams, PortParams
 from router_core.policies import Policy, Stream, create_policy
 from router_core.policies.port import PortPolicy
 from router_core.periods import BudgetPeriods, forecast_volume
-from schemas import ObservationEvent, RoutingWeights
+from schemas import ObservationEvent, ObservedDecision, RoutingWeights
 from streams.service import router as router_module
 from streams.service.budget_state import aggregate_key
 from streams.service.router import Record, Router
@@ -215,8 +215,9 @@ class Watcher:
 
 
 def observation(i: int, period: int, at: float, spent: float) -> bytes:
-    return ObservationEvent(query_id=f"q{i}", partition=0, quality=[0.5, 0.6], cost=[0.01, 0.02], observed_at=at,
-                            phase="learned", partition_spent=[spent, spent], period=period).model_dump_json().encode()
+    row = ObservedDecision(id=f"q{i}", quality=[0.5, 0.6], cost=[0.01, 0.02])
+    return ObservationEvent(partition=0, observed_at=at, phase="learned", partition_spent=[spent, spent], period=period,
+                            rows=[row]).model_dump_json().encode()
 
 
 def optimizer(budget: BudgetParams) -> Optimizer:
@@ -242,7 +243,8 @@ def test_the_optimizer_restarts_the_schedule_at_a_new_period_with_the_forecast_v
     assert np.allclose(opt.remaining(), 0.98), "the closed period's spend no longer counts"
     opt.on_observation(31, observation(31, 5, start + 59, 0.5))  # a late decision of the closed period
     assert np.allclose(opt.remaining(), 0.98)
-    due = [offset for offset in range(32, 60) if opt.on_observation(offset, observation(offset, 6, start + 70, 0.02))]
+    due = [offset for offset in range(32, 60) if opt.on_observation(offset, observation(offset, 6, start + 70, 0.02))
+           and opt.controller.solve(opt.remaining()) is not None]
     assert due == [39, 49, 59], "re-solves every resolve_every decisions of the new period, from its start"
 
 
@@ -328,8 +330,9 @@ def test_a_restarted_optimizer_resumes_the_periods_schedule_from_the_newest_weig
     opt.resume(42)  # observations 40 and 41 were made after the weights
     assert (opt.period, opt.controller.n_expected, opt.controller.start, opt.controller.seen) == (6, 60, 0, 5)
     assert not opt.controller.observing and np.allclose(opt.remaining(), 0.9)
-    due = [offset for offset in range(42, 60) if opt.on_observation(offset, observation(offset, 6, ORIGIN + 400, 0.2))]
-    assert due == [46, 56], "re-solves every resolve_every decisions of the period, counted from its start"
+    due = [offset for offset in range(42, 60) if opt.on_observation(offset, observation(offset, 6, ORIGIN + 400, 0.2))
+           and opt.controller.solve(opt.remaining()) is not None]
+    assert due == [49, 59], "re-solves every resolve_every decisions after the newest weights' solve (at 3 seen)"
 
 
 def test_the_example_configuration_has_no_periods_and_an_override_sets_one() -> None:

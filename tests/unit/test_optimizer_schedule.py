@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import threading
 
 import numpy as np
 
 from router_core.controller import PortController
 from router_core.params import PortParams
-from schemas import ObservationEvent
+from schemas import ObservationEvent, ObservedDecision
+from streams.service.solver import CoalescingSolver
 from streams.service.weights import Optimizer
 
 
@@ -27,10 +30,11 @@ class Watcher:
         return None
 
 
-def event(i: int, spent: float = 0.0) -> bytes:
-    return ObservationEvent(query_id=f"q{i}", partition=i % 2, quality=[0.5, 0.6], cost=[0.01, 0.02],
-                            observed_at=1.0, phase="observation", partition_spent=[spent, 2 * spent]
-                            ).model_dump_json().encode()
+def event(i: int, spent: float = 0.0, rows: int = 1) -> bytes:
+    """An observation event of ``rows`` decisions on partition ``i % 2``."""
+    decided = [ObservedDecision(id=f"q{i}-{j}", quality=[0.5, 0.6], cost=[0.01, 0.02]) for j in range(rows)]
+    return ObservationEvent(partition=i % 2, observed_at=1.0, phase="observation", partition_spent=[spent, 2 * spent],
+                            rows=decided).model_dump_json().encode()
 
 
 def optimizer() -> Optimizer:
@@ -80,3 +84,60 @@ def test_an_acknowledgement_is_no_decision_and_makes_no_solve_due() -> None:
                            weights_version=2).model_dump_json().encode()
     assert not opt.on_observation(15, ack)  # still at 15 decisions seen: no second solve for them
     assert opt.controller.seen == 15 and opt.book.parts[1].acked == 2
+
+
+def test_a_batch_crossing_the_schedule_solves_once_after_it() -> None:
+    opt = optimizer()
+    due = []
+    seen = 0
+    for offset, rows in enumerate([3, 3, 7, 4, 0, 9, 30, 2, 8]):
+        seen += rows
+        if opt.on_observation(offset, event(offset, rows=rows)):
+            due.append(seen)
+            opt.controller.solve(opt.remaining())
+    # the first solve once 5 decisions were seen, then once 10 more were seen since the last solve
+    assert due == [6, 17, 56, 66]
+    assert opt.controller.seen == 66
+
+
+def test_an_event_without_rows_is_valid_and_only_updates_the_spend() -> None:
+    opt = optimizer()
+    assert not opt.on_observation(0, event(0, spent=0.25, rows=0))
+    assert opt.controller.seen == 0 and np.allclose(opt.remaining(), [0.75, 0.5])
+
+
+def test_solves_due_while_one_is_in_flight_are_taken_once_on_the_newest_sample(monkeypatch) -> None:
+    opt = optimizer()
+    published: list[int] = []
+    monkeypatch.setattr(opt, "publish", lambda job, solution, seconds=0.0: published.append(job.seen))
+
+    async def feed(solver: CoalescingSolver, offsets: range, rows: int) -> None:
+        for offset in offsets:
+            if opt.on_observation(offset, event(offset, rows=rows)):
+                solver.request()
+        await solver.idle()
+
+    async def scenario() -> CoalescingSolver:
+        solver = CoalescingSolver(opt)
+        solver.start()
+        assert solver.up is not None and solver.up.result(timeout=120) != os.getpid(), "a worker process"
+        assert solver.worker() is solver.pool
+        await feed(solver, range(0, 4), 10)  # due at 10 (the first), 20 and 30 before the solve starts
+        assert published == [40] and solver.coalesced == 3, "one solve, on all 40 decisions"
+        await feed(solver, range(4, 5), 5)
+        assert published == [40], "5 decisions since the last solve: none due"
+        await feed(solver, range(5, 6), 5)
+        assert published == [40, 50]
+        return solver
+
+    solver = asyncio.run(scenario())
+    assert solver.pool is not None
+    solver.pool.shutdown()
+    reference = opt.controller.decider.solve(opt.controller.sample.estimates(), *opt.controller.problem(opt.remaining())[1:])
+    assert np.allclose(opt.controller.gamma, reference.gamma), "the worker process solved the same problem"
+
+
+def test_solves_run_in_a_thread_until_the_worker_process_is_up() -> None:
+    opt = optimizer()
+    solver = CoalescingSolver(opt)
+    assert solver.worker() is None, "not started: the loop's thread pool"

@@ -45,7 +45,7 @@ def test_idle_partitions_acknowledge_a_new_version_once() -> None:
     moved, events = r.acknowledge({0, 1}, {}, {})
     assert moved == [0, 1]
     acks = [json.loads(e.value) for e in events]
-    assert [(a["partition"], a["weights_version"], a["query_id"]) for a in acks] == [(0, 2, None), (1, 2, None)]
+    assert [(a["partition"], a["weights_version"], a["rows"]) for a in acks] == [(0, 2, []), (1, 2, [])]
     assert r.acknowledge({0, 1}, {}, {}) == ([], [])
     assert r.budgets.snapshot(1, 0)["weights_version"] == 2
     assert r.budgets.ledger(1).limits.tolist() == [3.0, 7.0]

@@ -1,0 +1,94 @@
+"""The optimizer's solves off the event loop, in a separate process, at most one in flight.
+
+A solve falls due on the optimizer's schedule (``router_core.controller``), but at a high
+decision rate the next one can fall due before the last one returns. ``CoalescingSolver``
+runs one solve at a time; what fell due meanwhile is solved once, on the newest sample, when
+the running one returns. At a rate where a solve returns before the next falls due, this is
+exactly the schedule. The solver (scipy's HiGHS holds the GIL) runs in a worker process at a
+lower CPU priority, so the routing loop neither waits for the GIL nor yields a core to it. The
+process is spawned when the service starts (``start``); until it is up (its imports took 25 to
+44 s on a loaded machine), solves run in a thread, so the first weights never wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from streams.service.weights import Optimizer, solve_job
+
+log = logging.getLogger(__name__)
+
+SOLVER_NICENESS = 10  # added to the worker process's nice value: routing comes first on a busy machine
+
+
+def lower_priority() -> None:
+    """The solver process's initializer: lower its CPU priority."""
+    os.nice(SOLVER_NICENESS)
+
+
+def solver_pool() -> ProcessPoolExecutor:
+    """One worker process (spawned: the service's threads and event loop are not forked) for the solves."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=lower_priority)
+
+
+class CoalescingSolver:
+    """Runs the optimizer's due solves one at a time; call its methods on the event loop."""
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        self.optimizer = optimizer
+        self.pool: ProcessPoolExecutor | None = None
+        self.up: Future[int] | None = None  # done once the worker process runs (its pid)
+        self.task: asyncio.Task[None] | None = None
+        self.coalesced = 0  # solves that fell due while one was in flight and were taken together
+
+    def start(self) -> None:
+        """Spawn the worker process now, in the background (the first solve runs in a thread if it is not up)."""
+        self.pool = solver_pool()
+        self.up = self.pool.submit(os.getpid)
+
+    def worker(self) -> ProcessPoolExecutor | None:
+        """The worker process's pool once it is up, else None (the event loop's default thread pool)."""
+        up = self.up is not None and self.up.done() and self.up.exception() is None
+        return self.pool if up else None
+
+    def request(self) -> None:
+        """A solve is due: start one now, or (one is in flight) take it when that one returns."""
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        else:
+            self.coalesced += 1
+
+    async def idle(self) -> None:
+        """Wait until no solve is in flight (e.g. before the optimizer resumes from the topic)."""
+        while self.task is not None:
+            await asyncio.shield(self.task)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                job = self.optimizer.job()  # on the loop: in order with the observations accounted
+                started = time.perf_counter()
+                solution = await loop.run_in_executor(self.worker(), solve_job, self.optimizer.controller.decider, job)
+                seconds = time.perf_counter() - started
+                if self.optimizer.current(job):
+                    self.optimizer.controller.apply(solution, job.seen)
+                    await loop.run_in_executor(None, self.optimizer.publish, job, solution, seconds)
+                else:
+                    log.info("optimizer: a budget period started during the solve; its solution is dropped")
+                if not self.optimizer.controller.due():
+                    return
+        except BrokenProcessPool:
+            log.error("optimizer: the solver process died; a new one is spawned (solves run in a thread until it is up)")
+            self.start()
+        except Exception:  # e.g. the broker unreachable while publishing: the next due solve retries
+            log.exception("optimizer: solve failed; the next observation retries")
+        finally:
+            self.task = None
