@@ -50,8 +50,10 @@ def start_worker(config_path: Path, model: str, directory: Path) -> subprocess.P
 
 
 def observation_phase(config: Any) -> tuple[int, int]:
-    """(observation events, those of the observation phase) in the observations topic."""
+    """(observation events of decisions, those of the observation phase) in the observations topic (not counting
+    the acknowledgements of weights versions, which report no decision)."""
     events = [json.loads(m.value or b"null") for m in read_all(config, config.topics.name(OBSERVATIONS))]
+    events = [e for e in events if e["query_id"] is not None]
     return len(events), sum(e["phase"] == "observation" for e in events)
 
 
