@@ -272,7 +272,8 @@ class Optimizer:
             start = latest.next_offset
             window = self.engine.port.resolve_window
             for _, event in read_observations(self.kafka_conf, self.observations_topic, max(start - window, 0), start):
-                self.controller.sample.add(np.asarray(event.quality), np.asarray(event.cost))
+                if event.decided:  # an acknowledgement of a weights version carries no estimates
+                    self.controller.sample.add(np.asarray(event.quality), np.asarray(event.cost))
         elif latest is not None:  # weights from elsewhere (an operator): follow them, learn on from here
             self.version = latest.version
             self.controller.follow(np.asarray(latest.gamma))
