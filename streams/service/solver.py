@@ -6,8 +6,8 @@ runs one solve at a time; what fell due meanwhile is solved once, on the newest 
 the running one returns. At a rate where a solve returns before the next falls due, this is
 exactly the schedule. The solver (scipy's HiGHS holds the GIL) runs in a worker process at a
 lower CPU priority, so the routing loop neither waits for the GIL nor yields a core to it. The
-process is spawned when the service starts (``start``); until it is up (its imports took 25 to
-44 s on a loaded machine), solves run in a thread, so the first weights never wait for it.
+process is spawned when the service starts (``start``); until it is up (up to tens of seconds on a
+loaded machine), solves run in a thread, so the first weights never wait for it.
 """
 
 from __future__ import annotations
@@ -20,17 +20,14 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from streams.service.weights import Optimizer, solve_job
+from typing import TYPE_CHECKING
+
+from streams.service.solve_job import lower_priority, solve_job
+
+if TYPE_CHECKING:
+    from streams.service.weights import Optimizer
 
 log = logging.getLogger(__name__)
-
-SOLVER_NICENESS = 10  # added to the worker process's nice value: routing comes first on a busy machine
-
-
-def lower_priority() -> None:
-    """The solver process's initializer: lower its CPU priority."""
-    os.nice(SOLVER_NICENESS)
-
 
 def solver_pool() -> ProcessPoolExecutor:
     """One worker process (spawned: the service's threads and event loop are not forked) for the solves."""

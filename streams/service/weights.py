@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -25,14 +24,13 @@ from pydantic import ValidationError
 
 from router_core.dual import DualSolution
 from router_core.engine import RoutingEngine
-from router_core.estimator import Estimates
 from router_core.params import BudgetParams
 from router_core.periods import forecast_volume
-from router_core.port import PortDecider
 from schemas import ObservationEvent, RoutingWeights
 from schemas.events import ShareStep
 from streams import kafka
 from streams.service.shares import ShareBook
+from streams.service.solve_job import SolveJob
 
 log = logging.getLogger(__name__)
 
@@ -199,23 +197,6 @@ def parse_observation(value: bytes | None, offset: int) -> ObservationEvent | No
     except ValidationError as exc:
         log.error("observations topic holds an invalid message at offset %d, skipped: %s", offset, exc)
         return None
-
-
-@dataclass(frozen=True)
-class SolveJob:
-    """A due solve, taken on the optimizer's thread: the problem and what the weights will record about it."""
-
-    observed: Estimates
-    budgets: np.ndarray
-    eps: float | None
-    seen: int  # decisions seen when it was taken
-    next_offset: int  # the observations offset after the last decision seen
-    period: int  # the budget period of the decisions seen
-
-
-def solve_job(decider: PortDecider, job: SolveJob) -> DualSolution:
-    """Solve ``job`` with ``decider`` (pure and picklable: runs in a worker process)."""
-    return decider.solve(job.observed, job.budgets, eps=job.eps)
 
 
 class Optimizer:
