@@ -77,7 +77,8 @@ class CoalescingSolver:
                 seconds = time.perf_counter() - started
                 if self.optimizer.current(job):
                     self.optimizer.controller.apply(solution, job.seen)
-                    await loop.run_in_executor(None, self.optimizer.publish, job, solution, seconds)
+                    weights = self.optimizer.weights(job, solution, seconds)  # on the loop: the share book
+                    await loop.run_in_executor(None, self.optimizer.publish, weights)
                 else:
                     log.info("optimizer: a budget period started during the solve; its solution is dropped")
                 if not self.optimizer.controller.due():

@@ -364,9 +364,10 @@ class Optimizer:
         and schedule are gone, and its shares would be another period's)."""
         return job.period == (self.period or 0)
 
-    def publish(self, job: SolveJob, solution: DualSolution, seconds: float = 0.0) -> RoutingWeights:
-        """Publish ``solution`` of ``job`` (solved in ``seconds``; ``controller.apply`` it first) as the next
-        version and return it. Blocks until the broker acknowledged it."""
+    def weights(self, job: SolveJob, solution: DualSolution, seconds: float = 0.0) -> RoutingWeights:
+        """The next version: ``solution`` of ``job`` (solved in ``seconds``; ``controller.apply`` it first) with the
+        budget shares proposed now. Call in order with ``on_observation`` (the share book is not thread-safe), then
+        ``publish`` it."""
         latest = self.watcher.latest()
         self.version = max(self.version, 0 if latest is None else latest.version) + 1
         shares = self.book.propose()
@@ -385,6 +386,10 @@ class Optimizer:
         )
         log.info("optimizer: solved on %d of %d decisions in %.3fs (%s), gamma=%s", len(job.observed), job.seen,
                  seconds, solution.solver, np.round(solution.gamma, 4).tolist())
+        return weights
+
+    def publish(self, weights: RoutingWeights) -> RoutingWeights:
+        """Write ``weights`` to the weights topic and return them. Blocks until the broker acknowledged them."""
         if self.producer is None:
             self.producer = weights_producer(self.kafka_conf)
         publish_weights(self.kafka_conf, self.weights_topic, weights, self.producer)

@@ -17,6 +17,7 @@ from streams.service.weights import Optimizer
 
 class Engine:
     models = ("a", "b")
+    cost_scale = 1.0
     port = PortParams(eps=0.05, resolve_every=10, n_expected=100, observation="random")
 
     def controller(self, budgets: np.ndarray, seed: int = 0) -> PortController:
@@ -109,7 +110,7 @@ def test_an_event_without_rows_is_valid_and_only_updates_the_spend() -> None:
 def test_solves_due_while_one_is_in_flight_are_taken_once_on_the_newest_sample(monkeypatch) -> None:
     opt = optimizer()
     published: list[int] = []
-    monkeypatch.setattr(opt, "publish", lambda job, solution, seconds=0.0: published.append(job.seen))
+    monkeypatch.setattr(opt, "publish", lambda weights: published.append(weights.decisions_seen))
 
     async def feed(solver: CoalescingSolver, offsets: range, rows: int) -> None:
         for offset in offsets:
