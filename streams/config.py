@@ -141,6 +141,8 @@ class RouterSettings(_Section):
     app_id: str = Field("port-router", pattern=r"^[a-zA-Z0-9._-]+$")
     batch_size: int = Field(64, ge=1, le=4096, description="micro-batch size for embedding and estimation")
     batch_window_s: float = Field(0.05, gt=0, le=10, description="max wait to fill a micro-batch")
+    batches_in_flight: int = Field(2, ge=1, le=16, description="decided micro-batches whose changelog flush, "
+                                   "sends and progress are awaited at once (1: one batch at a time)")
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
     data_dir: str = Field(".cache/faust", description="Faust's local data directory (per app and port)")

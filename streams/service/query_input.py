@@ -42,16 +42,26 @@ class InputPositions:
     offset. Only when the re-read starts at that same offset again is the hole accepted (the
     broker no longer has those offsets, e.g. retention deleted them or they were transaction
     markers), and reported.
+
+    Two positions per partition: ``next``, the one recorded as progress (every batch below it is
+    persisted), and ``decided``, where the next batch to decide continues (ahead of ``next`` while
+    decided batches are still being persisted); the continuity check follows ``decided``.
     """
 
     def __init__(self) -> None:
         self.next: dict[int, int | None] = {}
+        self.decided: dict[int, int | None] = {}
         self._suspect: dict[int, tuple[int, int]] = {}  # partition -> (expected, seen instead)
 
     def hold(self, positions: dict[int, int | None]) -> None:
         """Start tracking ``positions`` (replaces the previous assignment)."""
         self.next = dict(positions)
+        self.decided = dict(positions)
         self._suspect.clear()
+
+    def restart(self) -> None:
+        """Forget the decided batches not recorded as progress: deciding continues from ``next`` (a re-read)."""
+        self.decided = dict(self.next)
 
     def held(self) -> set[int]:
         """The partitions tracked."""
@@ -60,7 +70,7 @@ class InputPositions:
     def accept(self, records: Iterable[Record]) -> Accepted:
         """Split a polled batch into the contiguous records to route and the partitions to re-read."""
         out = Accepted()
-        expected = dict(self.next)
+        expected = dict(self.decided)
         for record in records:
             p = record.partition
             if p not in expected or p in out.rewind:
@@ -79,13 +89,19 @@ class InputPositions:
             expected[p] = record.offset + 1
         return out
 
+    def decide(self, records: Sequence[Record], ends: dict[int, int]) -> dict[int, int]:
+        """``records`` (accepted) are decided and the consumer reached the ``ends`` of partitions: move the
+        decided positions past them; return the positions the batch's progress will record."""
+        moved = _past(records, self.decided)
+        _raise(self.decided, moved)
+        _raise(self.decided, ends)
+        return moved
+
     def advance(self, records: Sequence[Record]) -> dict[int, int]:
         """Move the positions past ``records`` (routed); return the new positions of their partitions."""
-        moved: dict[int, int] = {}
-        for record in records:
-            if record.partition in self.next:
-                moved[record.partition] = max(moved.get(record.partition, 0), record.offset + 1)
+        moved = _past(records, self.next)
         self.next.update(moved)
+        _raise(self.decided, moved)
         return moved
 
     def at_end(self, partition: int, offset: int) -> None:
@@ -94,6 +110,24 @@ class InputPositions:
         if partition in self.next and (current is None or offset > current):
             log.debug("partition %d: end of log at %d (position %s)", partition, offset, current)
             self.next[partition] = offset
+        _raise(self.decided, {partition: offset})
+
+
+def _past(records: Sequence[Record], held: dict[int, int | None]) -> dict[int, int]:
+    """{partition: the offset after its last record} over ``records`` of the ``held`` partitions."""
+    moved: dict[int, int] = {}
+    for record in records:
+        if record.partition in held:
+            moved[record.partition] = max(moved.get(record.partition, 0), record.offset + 1)
+    return moved
+
+
+def _raise(positions: dict[int, int | None], to: dict[int, int]) -> None:
+    """Move the held ``positions`` forward to ``to`` where that is ahead (a None position is behind everything)."""
+    for partition, offset in to.items():
+        current = positions.get(partition, -1)
+        if partition in positions and (current is None or offset > current):
+            positions[partition] = offset
 
 
 class QueryInput:

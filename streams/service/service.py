@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import Any, Callable, Coroutine, MutableMapping, Sequence
+from typing import Any, Callable, MutableMapping, Sequence
 
 from router_core.engine import RoutingEngine
 from streams import metrics
@@ -22,6 +22,7 @@ from streams.config import ServiceConfig, topic_name
 from streams.service.budget_state import aggregate_key
 from streams.service.data import budgets_in_order
 from streams.service.ledger import state_key
+from streams.service.pipeline import BatchPipeline, InFlight, after, sent_before
 from streams.service.query_input import InputPositions, QueryInput
 from streams.service.router import CostBound, Outgoing, Prepared, Record, Router, TopicNames, finite_or_none
 from streams.service.watchdog import StallWatchdog
@@ -76,10 +77,10 @@ class RouterService:
         self.positions = InputPositions()
         self.watchdog = StallWatchdog(config.router.stall_timeout_s)
         self.input: QueryInput | None = None
-        self.lock = asyncio.Lock()  # one batch at a time; a revocation waits for the batch in flight
-        self.persisting: asyncio.Task[None] | None = None  # the newest batch's persist (it releases the lock;
-        # the reference keeps the task alive)
-        self.persist_failed = False  # a persist failed and re-read the input: drop the batch prepared meanwhile
+        self.lock = asyncio.Lock()  # one decision at a time; held with every batch in flight drained by a
+        # revocation, a re-read and the expiry
+        self.pipeline = BatchPipeline(config.router.batches_in_flight)  # decided batches being persisted
+        self.persist_failed = False  # a persist failed: drain, re-read the input, drop the batch prepared meanwhile
         self.pending: set[int] | None = None  # partitions assigned by the last rebalance, not yet read
         self.paused = False  # True while routing waits for the learned weights
         self.gave_up_waiting = False  # True once waiting for the weights timed out
@@ -107,8 +108,9 @@ class RouterService:
         self.router.on_assigned(partitions)
 
     async def on_revoked(self) -> None:
-        """A rebalance is taking partitions away: finish the batch in flight, stop reading."""
+        """A rebalance is taking partitions away: finish the batches in flight, stop reading."""
         async with self.lock:
+            await self.pipeline.drain()
             self.pending = None
             if self.input is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.input.assign, {})
@@ -119,6 +121,7 @@ class RouterService:
         """Read ``partitions`` from the positions recorded in the recovered progress table."""
         positions = {p: self.progress.get(progress_key(p)) for p in sorted(partitions)}
         async with self.lock:
+            await self.pipeline.drain()
             assert self.input is not None
             await asyncio.get_running_loop().run_in_executor(None, self.input.assign, positions)
             self.positions.hold(positions)
@@ -128,9 +131,9 @@ class RouterService:
 
     async def run(self, recovered: Callable[[], bool]) -> None:
         """The routing loop: poll, prepare, check continuity, decide, then persist in the background while
-        the next batch is polled and prepared; follows assignments once ``recovered()``. The lock is held from
-        a batch's decisions until its progress is recorded (``persist`` releases it), so batches are decided
-        and persisted one at a time, in order; only the pure work (poll, prepare) of the next overlaps."""
+        the next batches are polled, prepared and decided (at most ``router.batches_in_flight`` persisting,
+        chained in input order by ``pipeline``); follows assignments once ``recovered()``. After a failed
+        persist every batch in flight is drained and the input re-read from the recorded positions."""
         await self.wait_until_ready()
         loop = asyncio.get_running_loop()
         self.input = await loop.run_in_executor(None, QueryInput, self.kafka_conf, self.queries_topic,
@@ -148,40 +151,41 @@ class RouterService:
             watch.lap("poll")
             prepared = await loop.run_in_executor(None, self.router.prepare, records) if records else Prepared()
             watch.lap("prepare")
-            await self.lock.acquire()  # the previous batch is persisted
-            watch.lap("wait")
-            persist, wait, failed = None, False, False
-            try:
-                if self.persist_failed:  # the previous batch's persist failed and re-read the input: drop this batch,
-                    failed, self.persist_failed = True, False  # polled before that; it is read again
-                elif self.positions.held():  # else revoked while polling: the next owner reads from the progress table
-                    await self.acknowledge()
-                    persist, wait = await self.route_polled(records, ends, watch, prepared)
-            except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
-                log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
-                await self.reread()
-                failed = True
-            finally:
-                if persist is None:
-                    self.lock.release()
-                else:
-                    self.persisting = loop.create_task(persist)
+            await self.pipeline.room()
+            wait, failed = False, False
+            async with self.lock:
+                watch.lap("wait")
+                try:
+                    if self.persist_failed:  # a persist failed: drop this batch, polled before the re-read
+                        failed, self.persist_failed = True, False
+                        log.error("persisting a batch failed; reading again from %s", self.positions.next)
+                        await self.pipeline.drain()
+                        await self.reread()
+                    elif self.positions.held():  # else revoked while polling: the next owner reads from progress
+                        wait = await self.route_polled(records, ends, watch, prepared)
+                        await self.acknowledge()
+                except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
+                    log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
+                    await self.pipeline.drain()
+                    await self.reread()
+                    failed = True
             if wait:
                 await self.wait_for_weights()
             if failed:
                 await asyncio.sleep(1.0)
 
     async def reread(self) -> None:
-        """Read every held partition again from its position (call with the lock held). Decisions
-        made but not recorded as progress are found in the decisions table and re-emitted."""
+        """Read every held partition again from its position (call with the lock held and no batch in flight).
+        Decisions made but not recorded as progress are found in the decisions table and re-emitted."""
         assert self.input is not None
+        self.positions.restart()
         await asyncio.get_running_loop().run_in_executor(None, self.input.assign, dict(self.positions.next))
 
     async def route_polled(self, records: list[Record], ends: dict[int, int], watch: Stopwatch,
-                           prepared: Prepared) -> tuple[Coroutine[Any, Any, None], bool]:
-        """Decide the contiguous part of a polled batch (``prepared``: all of it, prepared) and seek back to
-        re-read the rest; return (the coroutine that persists the decisions and records the progress, then
-        releases the lock; whether routing must pause for the learned weights)."""
+                           prepared: Prepared) -> bool:
+        """Decide the contiguous part of a polled batch (``prepared``: all of it, prepared), start persisting
+        it in the pipeline and seek back to re-read the rest; return whether routing must pause for the
+        learned weights."""
         accepted = self.positions.accept(records)
         for partition, (start, stop) in accepted.holes.items():
             log.warning("partition %d: offsets %d..%d are not in the log (deleted or transaction markers); "
@@ -205,14 +209,24 @@ class RouterService:
         for partition, offset in rewind.items():
             self.input.seek(partition, offset)
         ends = {p: o for p, o in ends.items() if p not in rewind}
-        return self.persist(routable, ends, prepared.dead + observed + emitted, watch), pause
+        moved = self.positions.decide(routable, ends)
+        snapshots = {p: self.router.budgets.snapshot(p, o) for p, o in moved.items()}  # exactly this batch and
+        # the ones before it: written with this batch's progress (streams/service/budget_state.py)
+        messages = prepared.dead + observed + emitted
+        self.pipeline.start(lambda previous, sent: self.persist(previous, sent, routable, ends, messages, snapshots,
+                                                                watch))
+        return pause
 
     async def acknowledge(self) -> None:
-        """Held partitions that have not followed the newest weights yet (idle ones) follow them: save their
-        aggregates with the new version, then tell the optimizer (call with the lock held)."""
+        """Held partitions that have not followed the newest weights yet (idle ones: the batch just decided
+        followed them for the others) follow them: once no batch is in flight, save their aggregates with the new
+        version, then tell the optimizer (call with the lock held)."""
         moved, events = self.router.acknowledge(self.positions.held(), self.decisions, self.aggregates)
         if not moved:
             return
+        await self.pipeline.drain()  # the aggregates below summarize exactly the recorded progress
+        if self.persist_failed:
+            return  # the loop re-reads; these acknowledgements wait for the next version (older, larger caps meanwhile)
         for partition in moved:
             self.aggregates[aggregate_key(partition)] = self.router.budgets.snapshot(
                 partition, self.positions.next.get(partition) or 0)
@@ -252,21 +266,30 @@ class RouterService:
         watch.lap("decide")
         return emitted, observed
 
-    async def persist(self, records: list[Record], ends: dict[int, int], messages: list[Outgoing],
-                      watch: Stopwatch) -> None:
-        """After ``decide``: flush the decisions to the changelog, send ``messages`` and wait for their
-        acknowledgements, then record the new input positions (a crash before that re-reads the records: they
-        find their decisions) and the partitions read to their ``ends``. Releases the lock; a failure re-reads
-        the input from the recorded positions."""
+    async def persist(self, previous: InFlight | None, sent: asyncio.Future[None], records: list[Record],
+                      ends: dict[int, int], messages: list[Outgoing], snapshots: dict[int, dict],
+                      watch: Stopwatch) -> bool:
+        """After ``decide``: flush the decisions to the changelog, send ``messages`` (after the ``previous``
+        batch's) and wait for their acknowledgements, then, once the previous batch recorded its progress,
+        record the new input positions with the budget ``snapshots`` taken at the decisions (a crash before
+        that re-reads the records: they find their decisions) and the partitions read to their ``ends``.
+        Returns whether the progress was recorded; a failure sets ``persist_failed`` (the loop re-reads)."""
         try:
+            acks: list[Any] = []
             if records:
                 await self.producer.flush()  # decisions and reservations reach the changelog first
                 watch.lap("flush")
-                await self.send_all(messages)
-                watch.lap("send")
+                await sent_before(previous)
+                acks = await self.enqueue(messages)
+            sent.set_result(None)
+            await self.acknowledged(messages, acks)
+            watch.lap("send")
+            if not await after(previous):
+                return False  # an earlier batch failed: the re-read covers this one
+            if records:
                 moved = self.positions.advance(records)
                 for partition, offset in moved.items():
-                    self.aggregates[aggregate_key(partition)] = self.router.budgets.snapshot(partition, offset)
+                    self.aggregates[aggregate_key(partition)] = snapshots[partition]
                     self.progress[progress_key(partition)] = offset
                 assert self.input is not None
                 self.input.commit_hint(moved)
@@ -274,12 +297,14 @@ class RouterService:
                 self.stages.add(len(records), watch.laps)
             for partition, offset in ends.items():
                 self.positions.at_end(partition, offset)
+            return True
         except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
-            log.error("persisting a batch failed (%r); reading it again from %s", exc, self.positions.next)
+            log.error("persisting a batch failed (%r)", exc)
             self.persist_failed = True
-            await self.reread()
+            return False
         finally:
-            self.lock.release()
+            if not sent.done():
+                sent.set_result(None)
 
     async def watch(self) -> None:
         """One watchdog round over every partition of the queries topic: the held ones by their
@@ -302,6 +327,7 @@ class RouterService:
         mine = [p for p in stalled if p in held]
         if mine:
             async with self.lock:
+                await self.pipeline.drain()
                 log.warning("input stalled on partitions %s (lag without progress for %.0fs): reading them again "
                             "from %s", mine, self.config.router.stall_timeout_s, self.positions.next)
                 await self.reread()
@@ -320,6 +346,7 @@ class RouterService:
         """Delete the decision records past the de-duplication window (tombstones; their charges stay in the
         aggregates)."""
         async with self.lock:
+            await self.pipeline.drain()
             if not self.router.stale:
                 deleted = self.router.expiry.expire(self.decisions, time.time(), self.positions.held())
                 if deleted:
@@ -343,8 +370,15 @@ class RouterService:
 
     async def send_all(self, messages: Sequence[Outgoing]) -> None:
         """Send ``messages`` and wait until the broker acknowledged all of them."""
-        futures = [await self.producer.send(m.topic, None if m.key is None else m.key.encode(), m.value,
-                                            m.partition, None, None) for m in messages]
+        await self.acknowledged(messages, await self.enqueue(messages))
+
+    async def enqueue(self, messages: Sequence[Outgoing]) -> list[Any]:
+        """Hand ``messages`` to the producer, in order; return their acknowledgement futures."""
+        return [await self.producer.send(m.topic, None if m.key is None else m.key.encode(), m.value,
+                                         m.partition, None, None) for m in messages]
+
+    async def acknowledged(self, messages: Sequence[Outgoing], futures: list[Any]) -> None:
+        """Wait until the broker acknowledged ``messages`` (their ``futures`` from ``enqueue``); count them."""
         await asyncio.gather(*futures)
         for message in messages:
             self.sent[message.topic] += 1

@@ -120,3 +120,18 @@ def test_watermarks_retry_a_partition_without_leader_but_not_other_errors() -> N
     assert watermarks(flaky, "t", 0, timeout=5) == (3, 9) and flaky.calls == 3
     with pytest.raises(KafkaException):
         watermarks(FlakyConsumer(1, KafkaError.TOPIC_AUTHORIZATION_FAILED), "t", 0, timeout=5)
+
+
+def test_the_next_batch_is_accepted_after_the_decided_position_and_a_reread_forgets_it() -> None:
+    positions = InputPositions()
+    positions.hold({0: 5})
+    first = positions.accept(records(0, 5, 6))
+    assert positions.decide(first.records, {}) == {0: 7}
+    second = positions.accept(records(0, 7, 8))  # decided while the first is still being persisted
+    assert [r.offset for r in second.records] == [7, 8] and not second.rewind
+    assert positions.decide(second.records, {0: 9}) == {0: 9}
+    assert positions.next == {0: 5}  # nothing recorded yet
+    assert positions.advance(first.records) == {0: 7}
+    positions.restart()  # the second batch's persist failed: decide again from the recorded position
+    assert positions.accept(records(0, 7)).records == records(0, 7)
+    assert positions.accept(records(0, 9)).rewind == {0: 7}
