@@ -7,6 +7,8 @@ Kept free of Kafka, Faust and pydantic imports: the solver's worker process
 from __future__ import annotations
 
 import os
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,9 +21,18 @@ from router_core.port import PortDecider
 SOLVER_NICENESS = 10  # added to the worker process's nice value: routing comes first on a busy machine
 
 
-def lower_priority() -> None:
-    """The solver process's initializer: lower its CPU priority."""
+def init_worker(parent: int) -> None:
+    """The solver process's initializer: lower its CPU priority, and exit once the service process ``parent`` is
+    gone (a router killed with SIGKILL leaves nobody to shut its pool down)."""
     os.nice(SOLVER_NICENESS)
+    threading.Thread(target=exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def exit_with_parent(parent: int, interval_s: float = 1.0) -> None:
+    """Return never: exit this process as soon as its parent is no longer ``parent``."""
+    while os.getppid() == parent:
+        time.sleep(interval_s)
+    os._exit(0)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from typing import TYPE_CHECKING
 
-from streams.service.solve_job import lower_priority, solve_job
+from streams.service.solve_job import init_worker, solve_job
 
 if TYPE_CHECKING:
     from streams.service.weights import Optimizer
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 def solver_pool() -> ProcessPoolExecutor:
     """One worker process (spawned: the service's threads and event loop are not forked) for the solves."""
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=lower_priority)
+                               initializer=init_worker, initargs=(os.getpid(),))
 
 
 class CoalescingSolver:
