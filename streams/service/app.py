@@ -166,7 +166,7 @@ def register_pages(app: Any, service: RouterService) -> None:
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
-        is_ready = service.watcher.caught_up.is_set() and not app.rebalancing
+        is_ready = service.watcher.caught_up.is_set() and service.solver.settled and not app.rebalancing
         return web.json({"ready": is_ready, "weights": service.watcher.describe()}, status=200 if is_ready else 503)
 
     @app.page("/state")

@@ -94,9 +94,11 @@ class RouterService:
         telemetry.start(self.router, self.kafka_conf, self.config.topics.prefix)
 
     async def wait_until_ready(self) -> None:
-        """Before routing: read the weights topic to its end, and count the observations so far."""
+        """Before routing: read the weights topic to its end, count the observations so far, and let the solver
+        process come up (``CoalescingSolver.wait_up``)."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.watcher.caught_up.wait)
+        await self.solver.wait_up()
         if self.watcher.latest() is None:
             self.router.observed = await loop.run_in_executor(None, decisions_observed, self.kafka_conf,
                                                               self.names.observations)

@@ -35,6 +35,9 @@ def solver_pool() -> ProcessPoolExecutor:
                                initializer=init_worker, initargs=(os.getpid(),))
 
 
+SOLVER_START_WAIT_S = 120.0  # routing waits at most this long for the solver process at start-up
+
+
 class CoalescingSolver:
     """Runs the optimizer's due solves one at a time; call its methods on the event loop."""
 
@@ -44,11 +47,26 @@ class CoalescingSolver:
         self.up: Future[int] | None = None  # done once the worker process runs (its pid)
         self.task: asyncio.Task[None] | None = None
         self.coalesced = 0  # solves that fell due while one was in flight and were taken together
+        self.settled = False  # True once routing stopped waiting for the worker process (``wait_up``)
 
     def start(self) -> None:
         """Spawn the worker process now, in the background (the first solve runs in a thread if it is not up)."""
         self.pool = solver_pool()
         self.up = self.pool.submit(os.getpid)
+
+    async def wait_up(self, timeout: float = SOLVER_START_WAIT_S) -> None:
+        """Wait until the worker process is up (or could not start), at most ``timeout`` s; then ``settled``.
+        Solves in a thread hold the GIL for seconds on a busy machine and stall the routing loop, so routing
+        waits for the process (bounded: after the timeout solves run in a thread until it is up)."""
+        if self.up is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self.up)), timeout)
+            except asyncio.TimeoutError:
+                log.warning("optimizer: the solver process is not up after %.0fs; solves run in a thread until it is",
+                            timeout)
+            except Exception as exc:  # the process could not start: solves run in a thread
+                log.error("optimizer: the solver process did not start (%r); solves run in a thread", exc)
+        self.settled = True
 
     def worker(self) -> ProcessPoolExecutor | None:
         """The worker process's pool once it is up, else None (the event loop's default thread pool)."""
