@@ -19,6 +19,10 @@ class Stopwatch:
         self.last = time.perf_counter()
         self.laps: dict[str, float] = {}
 
+    def restart(self) -> None:
+        """Start the next lap now (the time since the last lap is not recorded)."""
+        self.last = time.perf_counter()
+
     def lap(self, name: str) -> None:
         """Close the lap ``name``."""
         now = time.perf_counter()

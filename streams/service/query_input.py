@@ -25,6 +25,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class Polled:
+    """One poll of the queries topic: its records, {partition: end offset} for the partitions whose end
+    was reached, and when it began."""
+
+    records: list[Record]
+    ends: dict[int, int]
+    moves: int  # ``InputMoves.count`` when the poll began
+
+
+@dataclass
 class Accepted:
     """What the continuity check made of one polled batch."""
 
@@ -130,6 +140,38 @@ def _raise(positions: dict[int, int | None], to: dict[int, int]) -> None:
             positions[partition] = offset
 
 
+class InputMoves:
+    """Counts the seeks and assignments of an input, so that a batch polled while one happened (the next
+    batch is polled while the routing loop decides the previous one and may seek) drops what the new
+    position reads again. A move is counted once it took effect."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sought: dict[int, int] = {}  # partition -> the count after its latest seek
+        self.assigned = 0  # the count after the latest assignment
+
+    def seek(self, partition: int) -> None:
+        """``partition`` was sought."""
+        self.count += 1
+        self.sought[partition] = self.count
+
+    def assign(self) -> None:
+        """The input was assigned anew (every partition moved)."""
+        self.count += 1
+        self.assigned = self.count
+
+    def current(self, polled: Polled) -> tuple[list[Record], dict[int, int]]:
+        """``polled``'s records and ends without those of the partitions sought or assigned since its poll
+        began: the new position reads those records again, and an end seen before it would skip them."""
+        if self.assigned > polled.moves:
+            return [], {}
+        stale = {p for p, count in self.sought.items() if count > polled.moves}
+        if not stale:
+            return polled.records, polled.ends
+        return ([r for r in polled.records if r.partition not in stale],
+                {p: o for p, o in polled.ends.items() if p not in stale})
+
+
 class QueryInput:
     """A confluent-kafka consumer of the queries topic, assigned by hand at given positions."""
 
@@ -137,22 +179,26 @@ class QueryInput:
         self.topic = topic
         self.consumer = kafka.consumer(kafka_conf, hint_group, **{
             "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "enable.partition.eof": True})
+        self.moves = InputMoves()
 
     def assign(self, positions: dict[int, int | None]) -> None:
         """Read exactly these partitions, each from its offset (None: from the log's beginning)."""
         kafka.assign(self.consumer, self.topic, positions)
+        self.moves.assign()
 
     def seek(self, partition: int, offset: int) -> None:
         """Read ``partition`` again from ``offset``."""
         from confluent_kafka import TopicPartition
 
         self.consumer.seek(TopicPartition(self.topic, partition, offset))
+        self.moves.seek(partition)
 
-    def poll(self, max_records: int, timeout: float) -> tuple[list[Record], dict[int, int]]:
+    def poll(self, max_records: int, timeout: float) -> Polled:
         """Up to ``max_records`` records (waiting at most ``timeout`` s), and {partition: end offset}
         for the partitions whose end was reached."""
         from confluent_kafka import KafkaError
 
+        moves = self.moves.count
         records: list[Record] = []
         ends: dict[int, int] = {}
         for message in self.consumer.consume(max_records, timeout):
@@ -164,7 +210,7 @@ class QueryInput:
                 ends[message.partition()] = message.offset()
             else:
                 log.warning("queries consumer: %s", error)
-        return records, ends
+        return Polled(records, ends, moves)
 
     def broker_view(self, partitions: Iterable[int], timeout: float = 5.0) -> tuple[dict[int, int], dict[int, int]]:
         """({partition: the broker's end offset}, {partition: the hint group's committed offset}, where

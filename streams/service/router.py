@@ -14,6 +14,7 @@ the optimizer, streams/service/shares.py).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, MutableMapping, Sequence
@@ -160,6 +161,7 @@ class Router:
                  dedup_window_s: float = 86_400.0, periods: BudgetPeriods = BudgetPeriods(),
                  periods_kept: int = 24) -> None:
         self.engine = engine
+        self.preparing = threading.Lock()  # one prepare at a time (see ``prepare``)
         self.models = engine.models
         self.total = np.asarray(budgets, dtype=np.float64)
         self.partitions = partitions
@@ -284,7 +286,12 @@ class Router:
         return key_reason(record, query) or query
 
     def prepare(self, records: Sequence[Record]) -> Prepared:
-        """Validate every record, embed the texts without embeddings, estimate the batch."""
+        """Validate every record, embed the texts without embeddings, estimate the batch. Callable from any
+        thread; calls run one at a time (the embedder's tokenizer is not known to be thread-safe)."""
+        with self.preparing:
+            return self._prepare(records)
+
+    def _prepare(self, records: Sequence[Record]) -> Prepared:
         out = Prepared()
         for record in records:
             parsed = self.parse(record)

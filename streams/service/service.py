@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Callable, MutableMapping, Sequence
 
 from router_core.engine import RoutingEngine
@@ -23,7 +24,7 @@ from streams.service.budget_state import aggregate_key
 from streams.service.data import budgets_in_order
 from streams.service.ledger import state_key
 from streams.service.pipeline import BatchPipeline, InFlight, after, sent_before
-from streams.service.query_input import InputPositions, QueryInput
+from streams.service.query_input import InputPositions, Polled, QueryInput
 from streams.service.router import CostBound, Outgoing, Prepared, Record, Router, TopicNames, finite_or_none
 from streams.service.watchdog import StallWatchdog
 from streams.service.solver import CoalescingSolver
@@ -47,6 +48,24 @@ def topic_names(config: ServiceConfig) -> TopicNames:
     t = config.topics
     return TopicNames(observations=t.name(T.OBSERVATIONS), unserved=t.name(T.UNSERVED), dlq=t.name(T.DLQ),
                       routed={m.name: config.routed_topic(m.name) for m in config.models})
+
+
+@dataclass
+class Acknowledgement:
+    """Partitions that followed a new weights version outside a batch: their budget aggregates (with the new
+    version) and the observation events, without rows, that tell the optimizer."""
+
+    snapshots: dict[int, dict]
+    events: list[Outgoing]
+
+
+@dataclass
+class Fetched:
+    """A batch polled and prepared ahead of its decisions, with its stage laps so far."""
+
+    polled: Polled
+    prepared: Prepared
+    watch: Stopwatch
 
 
 class RouterService:
@@ -132,49 +151,74 @@ class RouterService:
             or "no partition")
 
     async def run(self, recovered: Callable[[], bool]) -> None:
-        """The routing loop: poll, prepare, check continuity, decide, then persist in the background while
-        the next batches are polled, prepared and decided (at most ``router.batches_in_flight`` persisting,
-        chained in input order by ``pipeline``); follows assignments once ``recovered()``. After a failed
-        persist every batch in flight is drained and the input re-read from the recorded positions."""
+        """The routing loop: decide the batch polled and prepared ahead (``fetch``) while the next one is polled
+        and prepared, check its continuity, decide it, then persist it in the background while the next
+        batches are decided (at most ``router.batches_in_flight`` persisting, chained in input order by
+        ``pipeline``); follows assignments once ``recovered()``. After a failed persist every batch in
+        flight is drained and the input re-read from the recorded positions."""
         await self.wait_until_ready()
         loop = asyncio.get_running_loop()
         self.input = await loop.run_in_executor(None, QueryInput, self.kafka_conf, self.queries_topic,
                                                 input_hint_group(self.config))
-        batch, window = self.config.router.batch_size, self.config.router.batch_window_s
-        while True:
-            if self.pending is not None and recovered():
-                partitions, self.pending = self.pending, None
-                await self.resume(partitions)
-            if not self.positions.held():
-                await asyncio.sleep(window)
-                continue
-            watch = Stopwatch()
-            records, ends = await loop.run_in_executor(None, self.input.poll, batch, window)
-            watch.lap("poll")
-            prepared = await loop.run_in_executor(None, self.router.prepare, records) if records else Prepared()
-            watch.lap("prepare")
-            await self.pipeline.room()
-            wait, failed = False, False
-            async with self.lock:
-                watch.lap("wait")
-                try:
-                    if self.persist_failed:  # a persist failed: drop this batch, polled before the re-read
-                        failed, self.persist_failed = True, False
-                        log.error("persisting a batch failed; reading again from %s", self.positions.next)
-                        await self.pipeline.drain()
-                        await self.reread()
-                    elif self.positions.held():  # else revoked while polling: the next owner reads from progress
-                        wait = await self.route_polled(records, ends, watch, prepared)
-                        await self.acknowledge()
-                except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
-                    log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
+        ahead: asyncio.Future[Fetched] | None = None
+        try:
+            while True:
+                if self.pending is not None and recovered():
+                    partitions, self.pending = self.pending, None
+                    await self.resume(partitions)
+                if not self.positions.held():
+                    await asyncio.sleep(self.config.router.batch_window_s)
+                    continue
+                fetched = await (ahead or self.fetch())
+                ahead = asyncio.ensure_future(self.fetch())  # polled and prepared while this batch is decided
+                await self.route_fetched(fetched)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+    async def route_fetched(self, fetched: Fetched) -> None:
+        """Route one fetched batch (or, after a failed persist, drop it and re-read), then pause for the learned
+        weights if the observation quota is reached."""
+        assert self.input is not None
+        watch = fetched.watch
+        watch.restart()
+        await self.pipeline.room()
+        wait, failed = False, False
+        async with self.lock:
+            watch.lap("wait")
+            records, ends = self.input.moves.current(fetched.polled)  # without what a seek since the poll re-reads
+            prepared = fetched.prepared if len(records) == len(fetched.polled.records) else \
+                await asyncio.get_running_loop().run_in_executor(None, self.router.prepare, records)
+            try:
+                if self.persist_failed:  # a persist failed: drop this batch, polled before the re-read
+                    failed, self.persist_failed = True, False
+                    log.error("persisting a batch failed; reading again from %s", self.positions.next)
                     await self.pipeline.drain()
                     await self.reread()
-                    failed = True
-            if wait:
-                await self.wait_for_weights()
-            if failed:
-                await asyncio.sleep(1.0)
+                elif self.positions.held():  # else revoked while polling: the next owner reads from progress
+                    wait = await self.route_polled(records, ends, watch, prepared)
+            except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
+                log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
+                await self.pipeline.drain()
+                await self.reread()
+                failed = True
+        if wait:
+            await self.wait_for_weights()
+        if failed:
+            await asyncio.sleep(1.0)
+
+    async def fetch(self) -> Fetched:
+        """Poll the next batch and prepare it (validate, embed, estimate: no routing state), in threads."""
+        assert self.input is not None
+        loop = asyncio.get_running_loop()
+        watch = Stopwatch()
+        polled = await loop.run_in_executor(None, self.input.poll, self.config.router.batch_size,
+                                            self.config.router.batch_window_s)
+        watch.lap("poll")
+        prepared = await loop.run_in_executor(None, self.router.prepare, polled.records) if polled.records \
+            else Prepared()
+        watch.lap("prepare")
+        return Fetched(polled, prepared, watch)
 
     async def reread(self) -> None:
         """Read every held partition again from its position (call with the lock held and no batch in flight).
@@ -215,25 +259,19 @@ class RouterService:
         snapshots = {p: self.router.budgets.snapshot(p, o) for p, o in moved.items()}  # exactly this batch and
         # the ones before it: written with this batch's progress (streams/service/budget_state.py)
         messages = prepared.dead + observed + emitted
+        acknowledgement = self.acknowledgement()
         self.pipeline.start(lambda previous, sent: self.persist(previous, sent, routable, ends, messages, snapshots,
-                                                                watch))
+                                                                watch, acknowledgement))
         return pause
 
-    async def acknowledge(self) -> None:
+    def acknowledgement(self) -> Acknowledgement:
         """Held partitions that have not followed the newest weights yet (idle ones: the batch just decided
-        followed them for the others) follow them: once no batch is in flight, save their aggregates with the new
-        version, then tell the optimizer (call with the lock held)."""
+        followed them for the others) follow them now; their aggregates, taken at their decided positions, are
+        saved with the batch's progress and only then is the optimizer told (call with the lock held, after
+        ``decide``). Riding on the batch keeps the pipeline full: no drain on a new version."""
         moved, events = self.router.acknowledge(self.positions.held(), self.decisions, self.aggregates)
-        if not moved:
-            return
-        await self.pipeline.drain()  # the aggregates below summarize exactly the recorded progress
-        if self.persist_failed:
-            return  # the loop re-reads; these acknowledgements wait for the next version (older, larger caps meanwhile)
-        for partition in moved:
-            self.aggregates[aggregate_key(partition)] = self.router.budgets.snapshot(
-                partition, self.positions.next.get(partition) or 0)
-        await self.producer.flush()  # the version reaches the changelog before the optimizer may lower the cap
-        await self.send_all(events)
+        return Acknowledgement({p: self.router.budgets.snapshot(p, self.positions.decided.get(p) or 0)
+                                for p in moved}, events)
 
     def observation_quota(self, records: list[Record]) -> tuple[list[Record], bool]:
         """(the leading records to route now, whether to pause for the weights afterwards): in the
@@ -270,11 +308,12 @@ class RouterService:
 
     async def persist(self, previous: InFlight | None, sent: asyncio.Future[None], records: list[Record],
                       ends: dict[int, int], messages: list[Outgoing], snapshots: dict[int, dict],
-                      watch: Stopwatch) -> bool:
+                      watch: Stopwatch, acknowledgement: Acknowledgement) -> bool:
         """After ``decide``: flush the decisions to the changelog, send ``messages`` (after the ``previous``
         batch's) and wait for their acknowledgements, then, once the previous batch recorded its progress,
         record the new input positions with the budget ``snapshots`` taken at the decisions (a crash before
-        that re-reads the records: they find their decisions) and the partitions read to their ``ends``.
+        that re-reads the records: they find their decisions) and the partitions read to their ``ends``; last,
+        save the ``acknowledgement``'s aggregates and, once they reach the changelog, send its events.
         Returns whether the progress was recorded; a failure sets ``persist_failed`` (the loop re-reads)."""
         try:
             acks: list[Any] = []
@@ -299,6 +338,11 @@ class RouterService:
                 self.stages.add(len(records), watch.laps)
             for partition, offset in ends.items():
                 self.positions.at_end(partition, offset)
+            if acknowledgement.events:
+                for partition, snapshot in acknowledgement.snapshots.items():
+                    self.aggregates[aggregate_key(partition)] = snapshot
+                await self.producer.flush()  # the version reaches the changelog before the optimizer may lower the cap
+                await self.send_all(acknowledgement.events)
             return True
         except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
             log.error("persisting a batch failed (%r)", exc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.service.query_input import InputPositions
+from streams.service.query_input import InputMoves, InputPositions, Polled
 from streams.service.router import Record
 from streams.service.watchdog import StallWatchdog
 
@@ -135,3 +135,21 @@ def test_the_next_batch_is_accepted_after_the_decided_position_and_a_reread_forg
     positions.restart()  # the second batch's persist failed: decide again from the recorded position
     assert positions.accept(records(0, 7)).records == records(0, 7)
     assert positions.accept(records(0, 9)).rewind == {0: 7}
+
+
+def test_a_batch_polled_across_a_seek_drops_the_sought_partitions_records_and_ends() -> None:
+    moves = InputMoves()
+    polled = Polled([*records(0, 5), *records(1, 7), *records(0, 6)], {0: 7, 1: 8}, moves.count)
+    assert moves.current(polled) == (polled.records, polled.ends)  # nothing moved since the poll began
+    moves.seek(1)  # the loop cut partition 1 while this batch was being polled
+    assert moves.current(polled) == (records(0, 5, 6), {0: 7})
+    later = Polled(records(1, 3), {}, moves.count)  # polled after the seek: current
+    assert moves.current(later) == (records(1, 3), {})
+
+
+def test_a_batch_polled_across_an_assignment_is_dropped_whole() -> None:
+    moves = InputMoves()
+    polled = Polled(records(0, 5), {0: 6}, moves.count)
+    moves.assign()
+    assert moves.current(polled) == ([], {})
+    assert moves.current(Polled(records(0, 0), {}, moves.count)) == (records(0, 0), {})
