@@ -75,6 +75,10 @@ def build_app(config: ServiceConfig, engine: RoutingEngine) -> Any:
         datadir=str(data_dir),
         producer_acks=-1, consumer_auto_offset_reset="earliest", table_standby_replicas=0, autodiscover=False,
         broker_commit_interval=1.0, producer_max_request_size=4 * 1024 * 1024, loghandlers=[],
+        # One record batch per partition per produce request, and aiokafka keeps one request in flight: with
+        # its 16 KB batches a micro-batch's decision records (each with its routed message) took several
+        # round trips to reach the changelog. 1 MB batches take them in one.
+        producer_max_batch_size=1024 * 1024,
         broker_session_timeout=config.router.session_timeout_s,
         broker_heartbeat_interval=config.router.session_timeout_s / 4,
         # Refresh topic metadata every 15 s (aiokafka's default: 5 min). After a broker restart the group

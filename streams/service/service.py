@@ -23,6 +23,7 @@ from streams.config import ServiceConfig, topic_name
 from streams.service.budget_state import aggregate_key
 from streams.service.data import budgets_in_order
 from streams.service.ledger import state_key
+from streams.service.output import OutputProducer
 from streams.service.pipeline import BatchPipeline, InFlight, after, sent_before
 from streams.service.query_input import InputPositions, Polled, QueryInput
 from streams.service.router import CostBound, Outgoing, Prepared, Record, Router, TopicNames, finite_or_none
@@ -75,11 +76,12 @@ class RouterService:
                  decisions: MutableMapping[str, Any], progress: MutableMapping[str, Any],
                  aggregates: MutableMapping[str, Any]) -> None:
         self.config = config
-        self.producer = producer  # Faust's producer: the changelog writes go through it too
+        self.producer = producer  # Faust's producer: the changelog writes of the tables
         self.decisions = decisions
         self.progress = progress
         self.aggregates = aggregates
         self.kafka_conf = config.kafka.confluent()
+        self.output = OutputProducer(self.kafka_conf)  # everything the router sends besides the changelogs
         self.names = topic_names(config)
         self.queries_topic = config.topics.name(T.QUERIES)
         self.budgets = budgets_in_order(config, engine.models)
@@ -316,14 +318,16 @@ class RouterService:
         save the ``acknowledgement``'s aggregates and, once they reach the changelog, send its events.
         Returns whether the progress was recorded; a failure sets ``persist_failed`` (the loop re-reads)."""
         try:
-            acks: list[Any] = []
+            delivered: Sequence[Outgoing] = []
             if records:
                 await self.producer.flush()  # decisions and reservations reach the changelog first
                 watch.lap("flush")
                 await sent_before(previous)
-                acks = await self.enqueue(messages)
+                delivered = messages
+            acknowledged = self.output.send(delivered)
             sent.set_result(None)
-            await self.acknowledged(messages, acks)
+            await acknowledged
+            self.count(delivered)
             watch.lap("send")
             if not await after(previous):
                 return False  # an earlier batch failed: the re-read covers this one
@@ -416,16 +420,11 @@ class RouterService:
 
     async def send_all(self, messages: Sequence[Outgoing]) -> None:
         """Send ``messages`` and wait until the broker acknowledged all of them."""
-        await self.acknowledged(messages, await self.enqueue(messages))
+        await self.output.send(messages)
+        self.count(messages)
 
-    async def enqueue(self, messages: Sequence[Outgoing]) -> list[Any]:
-        """Hand ``messages`` to the producer, in order; return their acknowledgement futures."""
-        return [await self.producer.send(m.topic, None if m.key is None else m.key.encode(), m.value,
-                                         m.partition, None, None) for m in messages]
-
-    async def acknowledged(self, messages: Sequence[Outgoing], futures: list[Any]) -> None:
-        """Wait until the broker acknowledged ``messages`` (their ``futures`` from ``enqueue``); count them."""
-        await asyncio.gather(*futures)
+    def count(self, messages: Sequence[Outgoing]) -> None:
+        """Count ``messages``, acknowledged by the broker, per topic."""
         for message in messages:
             self.sent[message.topic] += 1
 
