@@ -29,6 +29,7 @@ import numpy as np
 
 MAX_STEPS = 8  # shares kept per partition; older ones merge into a conservative (larger) one
 CHUNK = 2.0  # a part of a model's leftover below this many mean estimated costs is too small to split off
+EVEN_PRIOR = 100  # decisions: until the window holds this many, the shortfall counts as spread evenly
 
 
 @dataclass
@@ -67,7 +68,9 @@ class ShareBook:
 
     Shares are split by each partition's recent decision rate: every partition keeps what it has
     used, and what is left of B_i is divided in proportion to the partition's part of the last
-    ``window`` decisions (plus one, so that an idle partition keeps a small share to start from).
+    ``window`` decisions (plus one, so that an idle partition keeps a small share to start from; and
+    while fewer than ``EVEN_PRIOR`` decisions (at most the window) were seen, the missing ones count as spread evenly, so
+    that the first few decisions, often all from one partition, do not starve the others).
     Traffic is keyed by query id, so the rate is what predicts where the next queries, and
     therefore the next reservations, arrive. Except when what is left of B_i is small: divided,
     each part would be less than ``CHUNK`` times the model's mean estimated cost over the window
@@ -108,7 +111,9 @@ class ShareBook:
     def rates(self) -> np.ndarray:
         """(P,): each partition's part of the recent decisions, smoothed (sums to 1)."""
         counts = np.bincount(np.asarray(self.recent, dtype=np.int64), minlength=self.partitions)[:self.partitions]
-        return (counts + 1.0) / (counts.sum() + self.partitions)
+        unseen = max(min(EVEN_PRIOR, self.recent.maxlen or 0) - len(self.recent), 0)
+        smoothed = counts + 1.0 + unseen / self.partitions
+        return smoothed / smoothed.sum()
 
     def propose(self) -> np.ndarray:
         """(P, M): the next version's shares. Targets: used + (B - total used) x rate. A partition below its

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streams.service.shares import MAX_STEPS, ShareBook
+from streams.service.shares import EVEN_PRIOR, MAX_STEPS, ShareBook
 
 
 def test_a_giver_decrease_is_acknowledged_before_a_taker_gets_more() -> None:
     book = ShareBook(np.array([10.0]), 2)
-    for _ in range(50):
+    for _ in range(EVEN_PRIOR):
         book.observe(0, 0, np.array([5.0]), np.array([0.01]))  # partition 0 has used its whole B/P; 1 is idle
     first = book.propose()
     assert first[0, 0] == pytest.approx(5.0) and first[1, 0] < 0.5  # 1 gives, 0 cannot take yet: 1's cap is 5
@@ -143,14 +143,25 @@ def test_a_small_leftover_goes_whole_to_the_partition_holding_most_of_it() -> No
 
 def test_an_observation_of_several_decisions_counts_each_for_the_rates() -> None:
     book = ShareBook(np.array([10.0]), 2, window=100)
-    book.observe(0, 0, np.array([1.0]), np.full((8, 1), 0.1))  # one event for a batch of 8 decisions
+    book.observe(0, 0, np.array([1.0]), np.full((99, 1), 0.1))  # one event for a batch of 99 decisions
     book.observe(1, 0, np.array([1.0]), np.array([0.1]))
-    assert book.rates().tolist() == pytest.approx([9 / 11, 2 / 11])
+    assert book.rates().tolist() == pytest.approx([100 / 102, 2 / 102])
+
+
+def test_the_first_few_decisions_do_not_starve_the_partitions_they_missed() -> None:
+    book = ShareBook(np.array([10.0]), 2, window=1000)
+    book.observe(1, 0, np.array([0.0]), np.full((5, 1), 0.1))  # the first solve's sample: 5 decisions, all on 1
+    unseen = EVEN_PRIOR - 5  # counted as spread evenly
+    assert book.rates().tolist() == pytest.approx([(1 + unseen / 2) / (7 + unseen), (6 + unseen / 2) / (7 + unseen)])
+    assert book.propose()[0, 0] > 4.5  # partition 0 keeps nearly its B/P
+    small = ShareBook(np.array([10.0]), 2, window=10)  # a window smaller than the prior: the window is the prior
+    small.observe(1, 0, np.array([0.0]), np.full((10, 1), 0.1))
+    assert small.rates().tolist() == pytest.approx([1 / 12, 11 / 12])
 
 
 def test_a_new_period_starts_every_partition_at_its_fixed_share_until_it_acknowledges_a_new_version() -> None:
     book = ShareBook(np.array([10.0]), 2)
-    for _ in range(50):
+    for _ in range(EVEN_PRIOR):
         book.observe(0, 0, np.array([5.0]), np.array([0.01]))
     book.observe(1, 0, np.array([0.0]), None)
     book.publish(1, book.propose())
