@@ -44,6 +44,23 @@ def input_hint_group(config: ServiceConfig) -> str:
     return topic_name(config.topics.prefix + config.router.app_id + "-queries")
 
 
+async def flush_changelog(producer: Any, deadline_s: float = 120.0) -> None:
+    """Wait until every table write so far is on the broker. Faust's ``Producer.flush`` is not enough: its
+    buffer's flush returns once no message left the buffer for 0.1 s (as when aiokafka waits for a full batch
+    to drain), and it does not wait for the message its sender task is handing to aiokafka. So: wait until
+    the buffer is empty and its sender task idle (waiting for the next message), then flush. RuntimeError
+    after ``deadline_s`` (the caller's persist fails and the loop re-reads)."""
+    buffer = producer.buffer
+    give_up = time.monotonic() + deadline_s
+    while buffer.size or not (buffer.pending._getters or buffer.state != "running"):  # asyncio.Queue: a getter
+        # waiting = the sender task idles (a stopped buffer sends nothing: its flush below raises if it holds any)
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"Faust's producer buffer did not drain within {deadline_s:.0f}s ({buffer.size} left)")
+        await buffer.flush()
+        await asyncio.sleep(0.001)
+    await producer.flush()
+
+
 def topic_names(config: ServiceConfig) -> TopicNames:
     """The router's output topics."""
     t = config.topics
@@ -138,7 +155,7 @@ class RouterService:
             if self.input is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.input.assign, {})
             self.positions.hold({})
-            await self.producer.flush()
+            await flush_changelog(self.producer)
 
     async def resume(self, partitions: set[int]) -> None:
         """Read ``partitions`` from the positions recorded in the recovered progress table."""
@@ -320,7 +337,7 @@ class RouterService:
         try:
             delivered: Sequence[Outgoing] = []
             if records:
-                await self.producer.flush()  # decisions and reservations reach the changelog first
+                await flush_changelog(self.producer)  # decisions and reservations reach the changelog first
                 watch.lap("flush")
                 await sent_before(previous)
                 delivered = messages
@@ -345,7 +362,7 @@ class RouterService:
             if acknowledgement.events:
                 for partition, snapshot in acknowledgement.snapshots.items():
                     self.aggregates[aggregate_key(partition)] = snapshot
-                await self.producer.flush()  # the version reaches the changelog before the optimizer may lower the cap
+                await flush_changelog(self.producer)  # the version reaches the changelog before the optimizer may lower the cap
                 await self.send_all(acknowledgement.events)
             return True
         except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
