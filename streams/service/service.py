@@ -206,8 +206,6 @@ class RouterService:
         async with self.lock:
             watch.lap("wait")
             records, ends = self.input.moves.current(fetched.polled)  # without what a seek since the poll re-reads
-            prepared = fetched.prepared if len(records) == len(fetched.polled.records) else \
-                await asyncio.get_running_loop().run_in_executor(None, self.router.prepare, records)
             try:
                 if self.persist_failed:  # a persist failed: drop this batch, polled before the re-read
                     failed, self.persist_failed = True, False
@@ -215,7 +213,7 @@ class RouterService:
                     await self.pipeline.drain()
                     await self.reread()
                 elif self.positions.held():  # else revoked while polling: the next owner reads from progress
-                    wait = await self.route_polled(records, ends, watch, prepared)
+                    wait = await self.route_polled(records, ends, watch, fetched.prepared)
             except Exception as exc:  # e.g. the broker unreachable for longer than the clients retry
                 log.error("routing a batch failed (%r); reading it again from %s", exc, self.positions.next)
                 await self.pipeline.drain()
@@ -248,7 +246,8 @@ class RouterService:
 
     async def route_polled(self, records: list[Record], ends: dict[int, int], watch: Stopwatch,
                            prepared: Prepared) -> bool:
-        """Decide the contiguous part of a polled batch (``prepared``: all of it, prepared), start persisting
+        """Decide the contiguous part of a polled batch (``records``: what is current of it; ``prepared``: all
+        of it as polled, prepared), start persisting
         it in the pipeline and seek back to re-read the rest; return whether routing must pause for the
         learned weights."""
         accepted = self.positions.accept(records)
@@ -262,7 +261,8 @@ class RouterService:
                         self.watcher.describe())
             routable, pause = [], False
             await asyncio.sleep(self.config.router.batch_window_s)
-        if len(routable) != len(records):  # rare: a discontinuity, the observation quota or the weights cut the batch
+        if len(routable) != len(prepared.records) + len(prepared.dead):  # rare: a seek since the poll, a discontinuity,
+            # the observation quota or the weights cut the batch (``routable`` is a part of the records prepared)
             prepared = await asyncio.get_running_loop().run_in_executor(None, self.router.prepare, routable)
         emitted, observed = self.decide(routable, prepared, watch)
         for partition, offset in accepted.rewind.items():
