@@ -15,6 +15,7 @@ from router_core.embedders.cli import backend_names
 from streams.tools.acls import Principals
 from streams.config import ConfigError, ServiceConfig, load_config
 from streams.kafka import BrokerUnavailable, require_broker
+from streams.logs import configure_logging
 
 DEFAULT_CONFIG = "examples/config.yaml"
 log = logging.getLogger("port-router")
@@ -261,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``port-router`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.loglevel.upper())
     try:
         return int(args.handler(args) or 0)
     except ConfigError as exc:

@@ -143,6 +143,9 @@ class RouterSettings(_Section):
     batch_window_s: float = Field(0.05, gt=0, le=10, description="max wait to fill a micro-batch")
     batches_in_flight: int = Field(2, ge=1, le=16, description="decided micro-batches whose changelog flush, "
                                    "sends and progress are awaited at once (1: one batch at a time)")
+    prepare_in_process: bool = Field(True, description="validate, embed and estimate micro-batches in a worker "
+                                     "process with its own copy of the engine (off the routing loop's GIL); false: "
+                                     "in a thread of the router's process")
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
     data_dir: str = Field(".cache/faust", description="Faust's local data directory (per app and port)")

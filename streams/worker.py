@@ -31,7 +31,8 @@ from router_core.history import History
 from schemas import Completion, RoutedQuery
 from streams import kafka, metrics
 from streams.config import ModelSettings, ServiceConfig, topic_name
-from streams.service.router import Outgoing, Record, dead_letter, key_reason, validation_reason
+from streams.service.messages import Outgoing, Record
+from streams.service.prepare import dead_letter, key_reason, validation_reason
 from streams.kafka import BrokerUnavailable, read_to_end
 from streams.topics import COMPLETIONS, DLQ
 

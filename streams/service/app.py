@@ -22,7 +22,7 @@ from streams.service import telemetry
 from streams.config import ServiceConfig, topic_name
 from streams.topics import COMPLETIONS
 from streams.service.ledger import key_partition
-from streams.service.router import Record
+from streams.service.messages import Record
 from streams.service.service import RouterService
 
 log = logging.getLogger(__name__)

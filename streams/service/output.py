@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from streams import kafka
 from streams.kafka import BrokerUnavailable
-from streams.service.router import Outgoing
+from streams.service.messages import Outgoing
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # as Faust's producer_max_request_size (streams/service/app.py)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from streams import kafka
-from streams.service.router import Record
+from streams.service.messages import Record
 
 log = logging.getLogger(__name__)
 

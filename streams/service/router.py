@@ -1,6 +1,6 @@
-"""The router's per-batch work, independent of Faust: validate, embed, estimate, decide, reserve.
+"""The router's per-batch decisions, independent of Faust: decide and reserve on a prepared batch
+(``streams.service.prepare``: validated, embedded, estimated).
 
-``prepare`` is pure (safe to run in a worker thread: parsing, embedding, estimation);
 ``decide`` and ``reconcile`` write the decisions mapping (a changelog-backed Faust Table in
 the service) and return the messages to send. Each decision record carries its charge (the
 reservation, replaced by the actual cost once reconciled) with its input offset, and the dollars
@@ -14,9 +14,8 @@ the optimizer, streams/service/shares.py).
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping, MutableMapping, Sequence
 
 import numpy as np
@@ -25,50 +24,14 @@ from pydantic import ValidationError
 from router_core.budget import BudgetLedger
 from router_core.estimator import Estimates
 from router_core.periods import BudgetPeriods
-from schemas import Completion, DeadLetter, ObservationEvent, ObservedDecision, QueryEvent, RoutedQuery, UnservedQuery
-from schemas.events import MAX_RAW_CHARS
+from schemas import Completion, ObservationEvent, ObservedDecision, QueryEvent, RoutedQuery, UnservedQuery
 from streams.service.budget_state import DecisionExpiry, PartitionBudgets
 from streams.service.contracts import Engine, Weights
 from streams.service.ledger import state_key
+from streams.service.messages import Outgoing, Record
+from streams.service.prepare import Prepared, dead_letter, validation_reason
 
 log = logging.getLogger(__name__)
-
-MAX_QUERY_BYTES = 512 * 1024
-MIN_EMBEDDING_NORM = 1e-6  # below this (after the float32 cast) a vector has no usable direction
-
-
-@dataclass(frozen=True)
-class Record:
-    """One consumed Kafka message."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message to produce (value is JSON bytes)."""
-
-    topic: str
-    key: str | None
-    value: bytes
-    partition: int | None = None
-    label: tuple[str, str] | None = None  # a new decision: ("routed", model/phase) or ("unserved", reason)
-
-
-@dataclass
-class Prepared:
-    """A validated batch: queries with their estimates, and the dead letters."""
-
-    records: list[Record] = field(default_factory=list)
-    queries: list[QueryEvent] = field(default_factory=list)
-    estimates: Estimates | None = None
-    dead: list[Outgoing] = field(default_factory=list)
-    dead_reasons: list[str] = field(default_factory=list)
-    embed_seconds: float | None = None  # time spent embedding texts (None: all carried embeddings)
 
 
 @dataclass(frozen=True)
@@ -94,51 +57,9 @@ class TopicNames:
     routed: dict[str, str]  # model -> topic
 
 
-def dead_letter(topic: str, record: Record, reason: str) -> Outgoing:
-    """A DLQ message for ``record`` that failed for ``reason``."""
-    raw = record.value or b""
-    letter = DeadLetter(
-        source_topic=record.topic, partition=record.partition, offset=record.offset,
-        key=None if record.key is None else record.key.decode("utf-8", "replace")[:MAX_RAW_CHARS],
-        reason=reason[:2000], raw=raw[:MAX_RAW_CHARS].decode("utf-8", "replace")[:MAX_RAW_CHARS],
-        raw_size=len(raw), failed_at=time.time(),
-    )
-    return Outgoing(topic, None, letter.model_dump_json().encode())
-
-
-def unit_embedding(values: Sequence[float]) -> np.ndarray | str:
-    """``values`` as a float32 unit vector, or the reason it has none: values beyond the float32 range,
-    or a norm too small (all zeros, or underflowing to zero in float32)."""
-    exact = np.asarray(values, dtype=np.float64)
-    if not np.all(np.abs(exact) <= np.finfo(np.float32).max):
-        return "embedding has values beyond the float32 range (not finite after the float32 cast)"
-    vector = exact.astype(np.float32).astype(np.float64)  # what the index sees, normalized without overflow
-    norm = float(np.linalg.norm(vector))
-    if not norm >= MIN_EMBEDDING_NORM:
-        return f"embedding is all zeros or its norm after the float32 cast ({norm:.3g}) is below {MIN_EMBEDDING_NORM}"
-    return (vector / norm).astype(np.float32)
-
-
-def key_reason(record: Record, query: QueryEvent) -> str | None:
-    """Why ``record``'s Kafka key disqualifies ``query`` (queries are keyed by id: the partition, and with it
-    the one-decision-per-id guarantee, follows the key), or None when the key is the id."""
-    if record.key is None:
-        return f"message has no key; queries must be keyed by their id ({query.id!r})"
-    if record.key != query.id.encode():
-        key = record.key.decode("utf-8", "replace")[:100]
-        return f"message key {key!r} is not the query id {query.id!r}; queries must be keyed by their id"
-    return None
-
-
 def finite_or_none(value: float) -> float | None:
     """``value``, or None when it is NaN or infinite (JSON has no such numbers)."""
     return value if np.isfinite(value) else None
-
-
-def validation_reason(error: ValidationError) -> str:
-    """A short reason naming the fields that failed."""
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()[:5]]
-    return "invalid " + "; ".join(parts)
 
 
 def decision_record(message: Outgoing, model: str | None, held: float, offset: int, decided_at: float,
@@ -161,7 +82,6 @@ class Router:
                  dedup_window_s: float = 86_400.0, periods: BudgetPeriods = BudgetPeriods(),
                  periods_kept: int = 24) -> None:
         self.engine = engine
-        self.preparing = threading.Lock()  # one prepare at a time (see ``prepare``)
         self.models = engine.models
         self.total = np.asarray(budgets, dtype=np.float64)
         self.partitions = partitions
@@ -265,61 +185,6 @@ class Router:
             for i, m in enumerate(self.models):
                 totals[m] += float(ledger.spent[i] + ledger.reserved[i])
         return totals
-
-    # -- validation, embedding, estimation (no state) ---------------------------------------
-    def parse(self, record: Record) -> QueryEvent | str:
-        """The query in ``record``, or the reason it is unusable."""
-        if record.value is None:
-            return "empty message (no value)"
-        if len(record.value) > MAX_QUERY_BYTES:
-            return f"message of {len(record.value)} bytes exceeds the {MAX_QUERY_BYTES}-byte limit"
-        try:
-            query = QueryEvent.model_validate_json(record.value)
-        except ValidationError as exc:
-            return validation_reason(exc)
-        if query.embedding is not None:
-            if len(query.embedding) != self.engine.dimension:
-                return f"embedding has {len(query.embedding)} dimensions, the index has {self.engine.dimension}"
-            unit = unit_embedding(query.embedding)
-            if isinstance(unit, str):
-                return unit
-        return key_reason(record, query) or query
-
-    def prepare(self, records: Sequence[Record]) -> Prepared:
-        """Validate every record, embed the texts without embeddings, estimate the batch. Callable from any
-        thread; calls run one at a time (the embedder's tokenizer is not known to be thread-safe)."""
-        with self.preparing:
-            return self._prepare(records)
-
-    def _prepare(self, records: Sequence[Record]) -> Prepared:
-        out = Prepared()
-        for record in records:
-            parsed = self.parse(record)
-            if isinstance(parsed, str):
-                log.warning("dlq: %s[%d]@%d: %s", record.topic, record.partition, record.offset, parsed)
-                out.dead.append(dead_letter(self.topics.dlq, record, parsed))
-                out.dead_reasons.append(parsed)
-            else:
-                out.records.append(record)
-                out.queries.append(parsed)
-        if out.queries:
-            vectors, out.embed_seconds = self.embeddings(out.queries)
-            out.estimates = self.engine.estimate(vectors, [q.text for q in out.queries], [q.task for q in out.queries])
-        return out
-
-    def embeddings(self, queries: Sequence[QueryEvent]) -> tuple[np.ndarray, float | None]:
-        """(B, d) unit vectors: precomputed ones as given (normalized), the others embedded in one batch;
-        and the seconds the embedding took (None when nothing needed embedding)."""
-        vectors = np.zeros((len(queries), self.engine.dimension), dtype=np.float32)
-        to_embed = [i for i, q in enumerate(queries) if q.embedding is None]
-        for i, query in enumerate(queries):
-            if query.embedding is not None:
-                vectors[i] = unit_embedding(query.embedding)  # parse() rejected the vectors without a direction
-        if not to_embed:
-            return vectors, None
-        started = time.perf_counter()
-        vectors[to_embed] = self.engine.embed([queries[i].text or "" for i in to_embed])
-        return vectors, time.perf_counter() - started
 
     # -- decisions (mutate state) ---------------------------------------------------------
     def decide(self, batch: Prepared, decisions: MutableMapping[str, dict], aggregates: Mapping[str, dict]

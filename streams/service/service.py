@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Callable, MutableMapping, Sequence
 
@@ -26,12 +26,18 @@ from streams.service.ledger import state_key
 from streams.service.output import OutputProducer
 from streams.service.pipeline import BatchPipeline, InFlight, after, sent_before
 from streams.service.query_input import InputPositions, Polled, QueryInput
-from streams.service.router import CostBound, Outgoing, Prepared, Record, Router, TopicNames, finite_or_none
+from streams.service.messages import Outgoing, Record
+from streams.service.prepare import Prepared, Preparer
+from streams.service.prepare_process import PrepareProcess
+from streams.service.router import CostBound, Router, TopicNames, finite_or_none
 from streams.service.watchdog import StallWatchdog
 from streams.service.solver import CoalescingSolver
 from streams.service.weights import Optimizer, WeightsWatcher, decisions_observed
 
 log = logging.getLogger(__name__)
+
+FETCHES_AHEAD = 2  # batches polled and prepared ahead of the one being decided: the next one is polled while
+# the one after it is prepared
 
 
 def progress_key(partition: int) -> str:
@@ -108,6 +114,7 @@ class RouterService:
                                                                            config.router.completion_cost_cap),
                              reserve_factor=config.budget.reserve_factor, dedup_window_s=config.router.dedup_window_s,
                              periods=config.budget.grid(), periods_kept=config.budget.periods_kept)
+        self.preparer = PrepareProcess(config, Preparer(engine, self.names.dlq))
         self.optimizer = Optimizer(engine, self.budgets, self.kafka_conf, self.names.observations,
                                    config.topics.name(T.WEIGHTS), self.watcher, config.topics.query_partitions,
                                    config.budget)
@@ -115,6 +122,7 @@ class RouterService:
         self.positions = InputPositions()
         self.watchdog = StallWatchdog(config.router.stall_timeout_s)
         self.input: QueryInput | None = None
+        self.polling = asyncio.Lock()  # one poll at a time (``fetch``)
         self.lock = asyncio.Lock()  # one decision at a time; held with every batch in flight drained by a
         # revocation, a re-read and the expiry
         self.pipeline = BatchPipeline(config.router.batches_in_flight)  # decided batches being persisted
@@ -126,9 +134,10 @@ class RouterService:
         self.stages = BatchStages()  # where the routed batches spent their time (the /state page)
 
     def start_background(self) -> None:
-        """Follow the weights topic; spawn the solver process; export metrics and consumer lag."""
+        """Follow the weights topic; spawn the solver and prepare processes; export metrics and consumer lag."""
         self.watcher.start()
         self.solver.start()
+        self.preparer.start()
         telemetry.start(self.router, self.kafka_conf, self.config.topics.prefix)
 
     async def wait_until_ready(self) -> None:
@@ -170,8 +179,8 @@ class RouterService:
             or "no partition")
 
     async def run(self, recovered: Callable[[], bool]) -> None:
-        """The routing loop: decide the batch polled and prepared ahead (``fetch``) while the next one is polled
-        and prepared, check its continuity, decide it, then persist it in the background while the next
+        """The routing loop: decide the batch polled and prepared ahead (``fetch``) while the next ones are polled
+        and prepared (``FETCHES_AHEAD``), check its continuity, decide it, then persist it in the background while the next
         batches are decided (at most ``router.batches_in_flight`` persisting, chained in input order by
         ``pipeline``); follows assignments once ``recovered()``. After a failed persist every batch in
         flight is drained and the input re-read from the recorded positions."""
@@ -179,7 +188,7 @@ class RouterService:
         loop = asyncio.get_running_loop()
         self.input = await loop.run_in_executor(None, QueryInput, self.kafka_conf, self.queries_topic,
                                                 input_hint_group(self.config))
-        ahead: asyncio.Future[Fetched] | None = None
+        ahead: deque[asyncio.Future[Fetched]] = deque()  # polled and prepared while a batch is decided
         try:
             while True:
                 if self.pending is not None and recovered():
@@ -188,12 +197,12 @@ class RouterService:
                 if not self.positions.held():
                     await asyncio.sleep(self.config.router.batch_window_s)
                     continue
-                fetched = await (ahead or self.fetch())
-                ahead = asyncio.ensure_future(self.fetch())  # polled and prepared while this batch is decided
-                await self.route_fetched(fetched)
+                while len(ahead) < FETCHES_AHEAD:
+                    ahead.append(asyncio.ensure_future(self.fetch()))
+                await self.route_fetched(await ahead.popleft())
         finally:
-            if ahead is not None:
-                ahead.cancel()
+            for fetch in ahead:
+                fetch.cancel()
 
     async def route_fetched(self, fetched: Fetched) -> None:
         """Route one fetched batch (or, after a failed persist, drop it and re-read), then pause for the learned
@@ -225,15 +234,16 @@ class RouterService:
             await asyncio.sleep(1.0)
 
     async def fetch(self) -> Fetched:
-        """Poll the next batch and prepare it (validate, embed, estimate: no routing state), in threads."""
+        """Poll the next batch (in a thread) and prepare it (validate, embed, estimate: no routing state; in the
+        prepare process, ``streams.service.prepare_process``)."""
         assert self.input is not None
         loop = asyncio.get_running_loop()
-        watch = Stopwatch()
-        polled = await loop.run_in_executor(None, self.input.poll, self.config.router.batch_size,
-                                            self.config.router.batch_window_s)
-        watch.lap("poll")
-        prepared = await loop.run_in_executor(None, self.router.prepare, polled.records) if polled.records \
-            else Prepared()
+        async with self.polling:  # polls in the order the fetches started
+            watch = Stopwatch()
+            polled = await loop.run_in_executor(None, self.input.poll, self.config.router.batch_size,
+                                                self.config.router.batch_window_s)
+            watch.lap("poll")
+        prepared = await self.preparer.prepare(polled.records) if polled.records else Prepared()
         watch.lap("prepare")
         return Fetched(polled, prepared, watch)
 
@@ -263,7 +273,7 @@ class RouterService:
             await asyncio.sleep(self.config.router.batch_window_s)
         if len(routable) != len(prepared.records) + len(prepared.dead):  # rare: a seek since the poll, a discontinuity,
             # the observation quota or the weights cut the batch (``routable`` is a part of the records prepared)
-            prepared = await asyncio.get_running_loop().run_in_executor(None, self.router.prepare, routable)
+            prepared = await self.preparer.prepare(routable)
         emitted, observed = self.decide(routable, prepared, watch)
         for partition, offset in accepted.rewind.items():
             log.warning("partition %d: the consumer skipped offset %d; reading again from it", partition, offset)

@@ -7,7 +7,9 @@ from typing import Sequence
 from schemas import RoutingWeights
 from streams import metrics
 from streams.consumer_lag import LagReader
-from streams.service.router import Outgoing, Prepared, Router
+from streams.service.messages import Outgoing
+from streams.service.prepare import Prepared
+from streams.service.router import Router
 
 
 def record_batch(prepared: Prepared, emitted: Sequence[Outgoing], decide_seconds: float) -> None:

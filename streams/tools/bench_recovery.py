@@ -38,7 +38,8 @@ from streams.service.ledger import state_key
 from streams.tools.outcomes import follow_outcomes
 from streams.tools.processes import REPO
 from streams.tools.produce import publish
-from streams.service.router import Outgoing, decision_record
+from streams.service.messages import Outgoing
+from streams.service.router import decision_record
 from streams.topics import QUERIES, TopicSpec, create_topics
 
 log = logging.getLogger(__name__)

@@ -45,8 +45,10 @@ def require_environment() -> None:
     require(DATA.is_dir(), f"the RouterBench subset is not at {DATA} (set PORT_ROUTER_DATA)")
 
 
-def write_config(directory: Path, partitions: int = 2, n_expected: int = 200, budget_scale: float = 1.0) -> Path:
-    """A test configuration: the example one under a unique topic prefix, on the test broker."""
+def write_config(directory: Path, partitions: int = 2, n_expected: int = 200, budget_scale: float = 1.0,
+                 topics: bool = True) -> Path:
+    """A test configuration: the example one under a unique topic prefix, on the test broker (its topics created
+    unless not ``topics``)."""
     data = yaml.safe_load((REPO / "examples" / "config.yaml").read_text())
     data["kafka"]["bootstrap_servers"] = BOOTSTRAP
     data["topics"]["prefix"] = f"t{uuid.uuid4().hex[:10]}."
@@ -59,8 +61,8 @@ def write_config(directory: Path, partitions: int = 2, n_expected: int = 200, bu
         model["budget"] = model["budget"] * budget_scale
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(data))
-    config = load_config(path, {})
-    create_topics(config)
+    if topics:
+        create_topics(load_config(path, {}))
     return path
 
 

@@ -21,7 +21,7 @@ from streams.tools.chaos import share_usage
 from streams.config import load_config
 from streams.service.data import load_engine
 from streams.tools.outcomes import follow_outcomes
-from streams.service.router import unit_embedding
+from streams.service.prepare import unit_embedding
 
 from stream_harness import REPO, assert_accounting, produce, random_queries, require_environment, router_process, \
     write_config

@@ -19,12 +19,13 @@ from router_core.periods import BudgetPeriods, forecast_volume
 from schemas import ObservationEvent, ObservedDecision, RoutingWeights
 from streams.service import router as router_module
 from streams.service.budget_state import aggregate_key
-from streams.service.router import Record, Router
+from streams.service.messages import Record
+from streams.service.router import Router
 from streams.service.weights import Optimizer
 
 from tests.unit.routing_fixtures import random_stream
 from test_optimizer_schedule import Engine
-from test_stream_router import completion, record, router
+from test_stream_router import completion, prepare, record, router
 
 LENGTH = 60.0
 ORIGIN = 1_000.0
@@ -55,7 +56,7 @@ def periodic(budgets: tuple[float, float] = (4.0, 8.0), kept: int = 24) -> Route
 
 
 def decide(r: Router, decisions: dict, ids: list[str], first_offset: int) -> list[str]:
-    emitted, _ = r.decide(r.prepare([record(q, offset=first_offset + i) for i, q in enumerate(ids)]), decisions, {})
+    emitted, _ = r.decide(prepare([record(q, offset=first_offset + i) for i, q in enumerate(ids)]), decisions, {})
     return [m.topic for m in emitted]
 
 

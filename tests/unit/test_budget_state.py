@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 
 from streams.service.budget_state import DecisionExpiry, aggregate_key
-from streams.service.router import Record, Router
+from streams.service.messages import Record
+from streams.service.router import Router
 
-from test_stream_router import completion, record, reserved, router, settled
+from test_stream_router import completion, prepare, record, reserved, router, settled
 
 
 def route(r: Router, decisions: dict, ids: list[str], first_offset: int, partition: int = 0) -> None:
     batch = [record(query_id, partition=partition, offset=first_offset + i) for i, query_id in enumerate(ids)]
-    r.decide(r.prepare(batch), decisions, {})
+    r.decide(prepare(batch), decisions, {})
 
 
 def recovered(decisions: dict, aggregates: dict, budgets: tuple[float, float] = (40.0, 80.0)) -> Router:
@@ -61,12 +62,12 @@ def test_expired_decisions_are_deleted_and_their_charges_stay_in_the_aggregate()
 
 def test_a_redelivered_query_inside_the_window_is_re_emitted_and_after_it_is_decided_anew() -> None:
     r, decisions = router((40.0, 80.0)), {}
-    first, _ = r.decide(r.prepare([record("q0")]), decisions, {})
-    again, _ = r.decide(r.prepare([record("q0")]), decisions, {})
+    first, _ = r.decide(prepare([record("q0")]), decisions, {})
+    again, _ = r.decide(prepare([record("q0")]), decisions, {})
     assert again[0].value == first[0].value and reserved(r) == {"0/m1": 2.0}
     r.expiry.window_s = 0.0
     r.expiry.expire(decisions, decisions["0/q0"]["decided_at"], None)
-    later, _ = r.decide(r.prepare([record("q0")]), decisions, {})
+    later, _ = r.decide(prepare([record("q0")]), decisions, {})
     assert later[0].value != first[0].value and reserved(r) == {"0/m1": 4.0}
 
 
@@ -75,7 +76,7 @@ def test_the_reservation_is_the_reserve_factor_times_the_estimate_and_fits_the_s
     r.budgets.reserve_factor = 2.0
     r.budgets.ledgers.clear()
     decisions: dict = {}
-    emitted, _ = r.decide(r.prepare([record(f"q{i}", offset=i) for i in range(3)]), decisions, {})
+    emitted, _ = r.decide(prepare([record(f"q{i}", offset=i) for i in range(3)]), decisions, {})
     # partition 0's share: m1 4.0 holds one reservation of 2 x 2.0 (the second estimate fits what is left, its
     # reservation does not: no-budget); m0 2.0 one of 2 x 1.0
     assert [m.topic for m in emitted] == ["routed.m1", "unserved", "routed.m0"]

@@ -13,11 +13,13 @@ import pytest
 
 from schemas import QueryEvent, RoutedQuery, RoutingWeights
 from streams.config import ModelSettings, ServiceConfig
-from streams.service.router import CostBound, Record, Router, TopicNames, finite_or_none, unit_embedding
+from streams.service.messages import Record
+from streams.service.prepare import unit_embedding
+from streams.service.router import CostBound, Router, TopicNames, finite_or_none
 from streams.service.weights import align_weights
 from streams.worker import Worker
 
-from test_stream_router import FakeEngine, Weights, record, reserved, settled
+from test_stream_router import FakeEngine, Weights, prepare, record, reserved, settled
 
 
 def router(factor: float = 10.0, cap: float = 0.0) -> Router:
@@ -26,13 +28,13 @@ def router(factor: float = 10.0, cap: float = 0.0) -> Router:
                   cost_bound=CostBound(factor, cap))
 
 
-def reasons(r: Router, records: list[Record]) -> list[str]:
-    return [json.loads(m.value)["reason"] for m in r.prepare(records).dead]
+def reasons(records: list[Record]) -> list[str]:
+    return [json.loads(m.value)["reason"] for m in prepare(records).dead]
 
 
 def test_a_query_whose_key_is_not_its_id_is_a_dead_letter() -> None:
     value = QueryEvent(id="q1", embedding=[1.0, 0.0]).model_dump_json().encode()
-    found = reasons(router(), [Record("queries", 0, 0, b"other", value), Record("queries", 0, 1, None, value),
+    found = reasons([Record("queries", 0, 0, b"other", value), Record("queries", 0, 1, None, value),
                                Record("queries", 0, 2, b"q1", value)])
     assert len(found) == 2 and "'other' is not the query id 'q1'" in found[0] and "no key" in found[1]
 
@@ -40,7 +42,7 @@ def test_a_query_whose_key_is_not_its_id_is_a_dead_letter() -> None:
 @pytest.mark.parametrize("vector", [[1e300, 1e300], [1e-300, 1e-300], [1e-40, 1e-40], [0.0, 0.0], [3e39, 0.0]])
 def test_embeddings_without_a_float32_direction_are_dead_letters(vector: list[float]) -> None:
     value = QueryEvent(id="q", embedding=vector).model_dump_json().encode()
-    assert "float32" in reasons(router(), [Record("queries", 0, 0, b"q", value)])[0]
+    assert "float32" in reasons([Record("queries", 0, 0, b"q", value)])[0]
 
 
 def test_small_or_large_but_usable_embeddings_are_normalized() -> None:
@@ -57,7 +59,7 @@ def completion(cost: float, query_id: str = "q1") -> bytes:
 
 def test_a_completion_beyond_the_plausible_bound_is_a_dead_letter_and_the_reservation_stays() -> None:
     r, decisions = router(factor=10.0, cap=0.5), {}
-    r.decide(r.prepare([record("q1")]), decisions, {})  # reserves 2.0 on m1
+    r.decide(prepare([record("q1")]), decisions, {})  # reserves 2.0 on m1
     for cost in (1e6, 1e308, 20.000001):
         dead = r.reconcile(Record("completions", 0, 0, b"q1", completion(cost)), decisions)
         assert len(dead) == 1 and "plausible bound $20" in json.loads(dead[0].value)["reason"]

@@ -9,7 +9,7 @@ import numpy as np
 
 from streams.service.router import Router, TopicNames
 
-from test_stream_router import FakeEngine, record, reserved
+from test_stream_router import FakeEngine, prepare, record, reserved
 
 
 class Versioned:
@@ -32,7 +32,7 @@ def router(current: list[Versioned]) -> Router:
 def test_a_partition_spends_within_the_share_of_its_version_beyond_the_fixed_half() -> None:
     current = [Versioned(3, [[4.0, 8.0], [0.0, 0.0]])]
     r, decisions = router(current), {}
-    emitted, observed = r.decide(r.prepare([record(f"q{i}", offset=i) for i in range(7)]), decisions, {})
+    emitted, observed = r.decide(prepare([record(f"q{i}", offset=i) for i in range(7)]), decisions, {})
     assert [m.topic for m in emitted] == ["routed.m1"] * 4 + ["routed.m0"] * 3
     assert reserved(r) == {"0/m1": 8.0, "0/m0": 3.0}  # 4 x 2.0 and 3 x 1.0: beyond B/P = (2, 4)
     assert {json.loads(m.value)["weights_version"] for m in observed} == {3}
@@ -54,7 +54,7 @@ def test_idle_partitions_acknowledge_a_new_version_once() -> None:
 def test_a_router_whose_weights_lag_the_state_does_not_route_that_partition() -> None:
     current = [Versioned(5, None)]
     r, decisions = router(current), {}
-    r.decide(r.prepare([record("q1", partition=1)]), decisions, {})
+    r.decide(prepare([record("q1", partition=1)]), decisions, {})
     aggregates = {"1/budget": r.budgets.snapshot(1, 1)}
     restarted = router([Versioned(4, None)])  # another process, its watcher still at v4
     assert restarted.behind(restarted.weights(), decisions, aggregates) == [1]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streams.service.query_input import InputMoves, InputPositions, Polled
-from streams.service.router import Record
+from streams.service.messages import Record
 from streams.service.watchdog import StallWatchdog
 
 

@@ -11,7 +11,9 @@ import numpy as np
 
 from router_core.estimator import Estimates
 from schemas import QueryEvent
-from streams.service.router import Record, Router, TopicNames
+from streams.service.messages import Record
+from streams.service.prepare import Prepared, Preparer
+from streams.service.router import Router, TopicNames
 
 
 class FakeEngine:
@@ -56,6 +58,11 @@ def router(budgets: tuple[float, float] = (4.0, 8.0), partitions: int = 2) -> Ro
     return Router(FakeEngine(), np.array(budgets), partitions, topics, lambda: Weights())
 
 
+def prepare(records: list[Record]) -> Prepared:
+    """``records`` prepared as the service prepares them, with the fake engine."""
+    return Preparer(FakeEngine(), "dlq").prepare(records)
+
+
 def reserved(r: Router) -> dict[str, float]:
     """Non-zero reservations per "<partition>/<model>"."""
     return {f"{p}/{m}": float(v) for p, ledger in r.budgets.ledgers.items() for m, v in zip(r.models, ledger.reserved)
@@ -76,7 +83,7 @@ def record(query_id: str, partition: int = 0, offset: int = 0, value: bytes | No
 
 def test_budget_share_per_partition_is_never_exceeded() -> None:
     r, decisions = router(), {}
-    emitted, _ = r.decide(r.prepare([record(f"q{i}", partition=0, offset=i) for i in range(6)]), decisions, {})
+    emitted, _ = r.decide(prepare([record(f"q{i}", partition=0, offset=i) for i in range(6)]), decisions, {})
     topics = [m.topic for m in emitted]
     # partition 0 owns half of each budget: m1 4.0 (two queries), m0 2.0 (two queries), then none
     assert topics == ["routed.m1"] * 2 + ["routed.m0"] * 2 + ["unserved"] * 2
@@ -86,15 +93,15 @@ def test_budget_share_per_partition_is_never_exceeded() -> None:
 
 def test_a_redelivered_query_gets_its_decision_again_without_a_new_charge() -> None:
     r, decisions = router(), {}
-    first, _ = r.decide(r.prepare([record("q1")]), decisions, {})
-    again, _ = r.decide(r.prepare([record("q1"), record("q1")]), decisions, {})
+    first, _ = r.decide(prepare([record("q1")]), decisions, {})
+    again, _ = r.decide(prepare([record("q1"), record("q1")]), decisions, {})
     assert [m.value for m in again] == [first[0].value] * 2
     assert reserved(r) == {"0/m1": 2.0}
 
 
 def test_reconcile_replaces_the_reservation_once_and_rebuild_agrees() -> None:
     r, decisions = router(), {}
-    r.decide(r.prepare([record("q1", partition=1)]), decisions, {})
+    r.decide(prepare([record("q1", partition=1)]), decisions, {})
     for offset in (0, 0, 1):  # the same completion delivered again, then a second completion of the query
         assert r.reconcile(Record("completions", 1, offset, b"q1", completion("q1", 0.5, partition=1)), decisions) == []
     assert reserved(r) == {} and settled(r) == {"1/m1": 0.5}
@@ -108,9 +115,8 @@ def completion(query_id: str, cost: float, partition: int = 0, model: str = "m1"
 
 
 def test_invalid_records_become_dead_letters_with_reasons() -> None:
-    r = router()
-    batch = r.prepare([record("a", value=b"nope"), record("b", value=b'{"id": "b", "embedding": [1, 2, 3]}'),
-                       record("c", value=b'{"id": "c", "embedding": [0, 0]}'), record("d")])
+    batch = prepare([record("a", value=b"nope"), record("b", value=b'{"id": "b", "embedding": [1, 2, 3]}'),
+                     record("c", value=b'{"id": "c", "embedding": [0, 0]}'), record("d")])
     reasons = [json.loads(m.value)["reason"] for m in batch.dead]
     assert len(reasons) == 3 and "dimensions" in reasons[1] and "zeros" in reasons[2]
     assert [q.id for q in batch.queries] == ["d"]
