@@ -126,7 +126,8 @@ class Preparer:
                     out.queries.append(parsed)
             if out.queries:
                 vectors, out.embed_seconds = self.embeddings(out.queries)
-                out.estimates = self.engine.estimate(vectors, [q.text for q in out.queries], [q.task for q in out.queries])
+                texts, tasks = [q.text for q in out.queries], [q.task for q in out.queries]
+                out.estimates = self.engine.estimate(vectors, texts, tasks)
             return out
 
     def embeddings(self, queries: Sequence[QueryEvent]) -> tuple[np.ndarray, float | None]:

@@ -61,6 +61,8 @@ class PrepareProcess:
         """Spawn the worker process in the background (no-op unless ``router.prepare_in_process``)."""
         if not self.config.router.prepare_in_process:
             return
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)  # a dead worker's pool: release its threads and pipes
         started = time.monotonic()
         self.pool = ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,

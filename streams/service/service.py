@@ -179,11 +179,11 @@ class RouterService:
             or "no partition")
 
     async def run(self, recovered: Callable[[], bool]) -> None:
-        """The routing loop: decide the batch polled and prepared ahead (``fetch``) while the next ones are polled
-        and prepared (``FETCHES_AHEAD``), check its continuity, decide it, then persist it in the background while the next
-        batches are decided (at most ``router.batches_in_flight`` persisting, chained in input order by
-        ``pipeline``); follows assignments once ``recovered()``. After a failed persist every batch in
-        flight is drained and the input re-read from the recorded positions."""
+        """The routing loop: decide the batch polled and prepared ahead (``fetch``) while the next ones are
+        polled and prepared (``FETCHES_AHEAD``), check its continuity, decide it, then persist it in the
+        background while the next batches are decided (at most ``router.batches_in_flight`` persisting,
+        chained in input order by ``pipeline``); follows assignments once ``recovered()``. After a failed
+        persist every batch in flight is drained and the input re-read from the recorded positions."""
         await self.wait_until_ready()
         loop = asyncio.get_running_loop()
         self.input = await loop.run_in_executor(None, QueryInput, self.kafka_conf, self.queries_topic,
