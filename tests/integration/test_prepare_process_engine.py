@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from streams.config import load_config
 from streams.service.data import load_engine
@@ -18,6 +19,8 @@ from streams.service.prepare import Preparer
 from streams.service.prepare_process import PrepareProcess
 
 from stream_harness import DATA, random_queries, require, write_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 UP_DEADLINE_S = 300.0  # loading the engine takes seconds on an idle machine; the machine is shared
 
