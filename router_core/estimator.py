@@ -34,6 +34,10 @@ class Estimates:
         """The estimates of queries ``start`` to ``stop - 1``."""
         return Estimates(self.quality[start:stop], self.cost[start:stop])
 
+    def take(self, rows: Sequence[int]) -> "Estimates":
+        """The estimates of the queries at ``rows``, in that order."""
+        return Estimates(self.quality[rows], self.cost[rows])
+
 
 @dataclass(frozen=True)
 class ReferenceTable:

@@ -38,7 +38,21 @@ class Prepared:
     estimates: Estimates | None = None
     dead: list[Outgoing] = field(default_factory=list)
     dead_reasons: list[str] = field(default_factory=list)
+    dead_records: list[Record] = field(default_factory=list)  # the records of ``dead``
     embed_seconds: float | None = None  # time spent embedding texts (None: all carried embeddings)
+
+    def only(self, records: Sequence[Record]) -> Prepared:
+        """This batch cut to ``records`` (some of those it was prepared from), in their order: what preparing
+        just them gives, without validating, embedding and estimating them again."""
+        rows = {(r.partition, r.offset): i for i, r in enumerate(self.records)}
+        dead = {(r.partition, r.offset): i for i, r in enumerate(self.dead_records)}
+        keys = [(r.partition, r.offset) for r in records]
+        kept = [rows[k] for k in keys if k in rows]
+        gone = [dead[k] for k in keys if k in dead]
+        return Prepared(records=[self.records[i] for i in kept], queries=[self.queries[i] for i in kept],
+                        estimates=self.estimates.take(kept) if kept and self.estimates is not None else None,
+                        dead=[self.dead[i] for i in gone], dead_reasons=[self.dead_reasons[i] for i in gone],
+                        dead_records=[self.dead_records[i] for i in gone], embed_seconds=self.embed_seconds)
 
 
 def dead_letter(topic: str, record: Record, reason: str) -> Outgoing:
@@ -121,6 +135,7 @@ class Preparer:
                     log.warning("dlq: %s[%d]@%d: %s", record.topic, record.partition, record.offset, parsed)
                     out.dead.append(dead_letter(self.dlq_topic, record, parsed))
                     out.dead_reasons.append(parsed)
+                    out.dead_records.append(record)
                 else:
                     out.records.append(record)
                     out.queries.append(parsed)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
-import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,7 +23,7 @@ from streams.logs import configure_logging
 from streams.service.data import load_engine
 from streams.service.messages import Record
 from streams.service.prepare import Prepared, Preparer
-from streams.service.solve_job import exit_with_parent
+from streams.service.spawned import ready, spawn_pool, watch_parent
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +35,7 @@ def init_worker(parent: int, config: ServiceConfig, dlq_topic: str, log_level: i
     load the engine."""
     global _preparer
     configure_logging(log_level)
-    threading.Thread(target=exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
+    watch_parent(parent)
     _preparer = Preparer(load_engine(config), dlq_topic)
 
 
@@ -64,9 +62,8 @@ class PrepareProcess:
         if self.pool is not None:
             self.pool.shutdown(wait=False)  # a dead worker's pool: release its threads and pipes
         started = time.monotonic()
-        self.pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
-            initargs=(os.getpid(), self.config, self.local.dlq_topic, logging.getLogger().getEffectiveLevel()))
+        self.pool = spawn_pool(init_worker, (os.getpid(), self.config, self.local.dlq_topic,
+                                             logging.getLogger().getEffectiveLevel()))
         self.up = self.pool.submit(os.getpid)
         self.up.add_done_callback(lambda up: self._report(up, time.monotonic() - started))
 
@@ -80,8 +77,7 @@ class PrepareProcess:
 
     def worker(self) -> ProcessPoolExecutor | None:
         """The worker process's pool once it is up, else None."""
-        up = self.up is not None and self.up.done() and self.up.exception() is None
-        return self.pool if up else None
+        return ready(self.pool, self.up)
 
     async def prepare(self, records: Sequence[Record]) -> Prepared:
         """``records`` validated, embedded and estimated, in the worker process or (not up) in a thread."""

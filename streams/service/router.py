@@ -214,7 +214,7 @@ class Router:
         assert batch.estimates is not None or not by_partition
         for partition, rows in by_partition.items():
             rows = self.first_of_each_id(batch.queries, rows)
-            est = Estimates(batch.estimates.quality[rows], batch.estimates.cost[rows])  # type: ignore[union-attr]
+            est = batch.estimates.take(rows)  # type: ignore[union-attr]
             period, ledger = self.budgets.current(partition, period_now)
             version = self.follow(weights, partition)
             remaining = ledger.remaining()

@@ -273,7 +273,7 @@ class RouterService:
             await asyncio.sleep(self.config.router.batch_window_s)
         if len(routable) != len(prepared.records) + len(prepared.dead):  # rare: a seek since the poll, a discontinuity,
             # the observation quota or the weights cut the batch (``routable`` is a part of the records prepared)
-            prepared = await self.preparer.prepare(routable)
+            prepared = prepared.only(routable)
         emitted, observed = self.decide(routable, prepared, watch)
         for partition, offset in accepted.rewind.items():
             log.warning("partition %d: the consumer skipped offset %d; reading again from it", partition, offset)

@@ -7,8 +7,6 @@ Kept free of Kafka, Faust and pydantic imports: the solver's worker process
 from __future__ import annotations
 
 import os
-import threading
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +14,7 @@ import numpy as np
 from router_core.dual import DualSolution
 from router_core.estimator import Estimates
 from router_core.port import PortDecider
+from streams.service.spawned import watch_parent
 
 
 SOLVER_NICENESS = 10  # added to the worker process's nice value: routing comes first on a busy machine
@@ -25,14 +24,7 @@ def init_worker(parent: int) -> None:
     """The solver process's initializer: lower its CPU priority, and exit once the service process ``parent`` is
     gone (a router killed with SIGKILL leaves nobody to shut its pool down)."""
     os.nice(SOLVER_NICENESS)
-    threading.Thread(target=exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
-
-
-def exit_with_parent(parent: int, interval_s: float = 1.0) -> None:
-    """Return never: exit this process as soon as its parent is no longer ``parent``."""
-    while os.getppid() == parent:
-        time.sleep(interval_s)
-    os._exit(0)
+    watch_parent(parent)
 
 
 @dataclass(frozen=True)

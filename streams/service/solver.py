@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -23,6 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
 from streams.service.solve_job import init_worker, solve_job
+from streams.service.spawned import ready, spawn_pool
 
 if TYPE_CHECKING:
     from streams.service.weights import Optimizer
@@ -30,9 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 def solver_pool() -> ProcessPoolExecutor:
-    """One worker process (spawned: the service's threads and event loop are not forked) for the solves."""
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=init_worker, initargs=(os.getpid(),))
+    """One worker process for the solves."""
+    return spawn_pool(init_worker, (os.getpid(),))
 
 
 SOLVER_START_WAIT_S = 120.0  # routing waits at most this long for the solver process at start-up
@@ -70,8 +69,7 @@ class CoalescingSolver:
 
     def worker(self) -> ProcessPoolExecutor | None:
         """The worker process's pool once it is up, else None (the event loop's default thread pool)."""
-        up = self.up is not None and self.up.done() and self.up.exception() is None
-        return self.pool if up else None
+        return ready(self.pool, self.up)
 
     def request(self) -> None:
         """A solve is due: start one now, or (one is in flight) take it when that one returns."""

@@ -35,8 +35,6 @@ def test_the_service_matches_offline_port_on_the_benchmark_stream(tmp_path: Path
     (row,) = list(parity_rows(args, base))
     assert row["offline_performance"] > 0 and row["stream_served"] > 0
     assert row["ratio"] >= PARITY_FLOOR, row
-    assert row["weights_versions"] >= 2, row
-    assert not row["over_budget_models"] and not row["service_over_budget"], row
     assert not row["over_budget_models"] and row["stream_spent"] <= row["budget_total"] * (1 + 1e-9), row
     assert not row["service_over_budget"], f"the workers charged more than a budget: {row}"
     assert row["weights_versions"] >= 2, f"the learned decisions used one weights version only: {row}"

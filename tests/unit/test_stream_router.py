@@ -120,3 +120,30 @@ def test_invalid_records_become_dead_letters_with_reasons() -> None:
     reasons = [json.loads(m.value)["reason"] for m in batch.dead]
     assert len(reasons) == 3 and "dimensions" in reasons[1] and "zeros" in reasons[2]
     assert [q.id for q in batch.queries] == ["d"]
+
+
+class VectorEngine(FakeEngine):
+    """Estimates that differ per query: quality is the embedding's first coordinate."""
+
+    def estimate(self, embeddings: np.ndarray, texts=None, tasks=None) -> Estimates:  # noqa: ANN001
+        return Estimates(np.repeat(embeddings[:, :1], 2, axis=1), np.tile([1.0, 2.0], (len(embeddings), 1)))
+
+
+def test_a_prepared_batch_cut_to_some_records_is_what_preparing_them_gives() -> None:
+    def query(i: int) -> Record:
+        angle = 0.1 * i
+        value = QueryEvent(id=f"q{i}", embedding=[float(np.cos(angle)), float(np.sin(angle))]).model_dump_json()
+        return Record("queries", i % 2, i, f"q{i}".encode(), value.encode())
+
+    batch = [query(i) for i in range(6)] + [Record("queries", 0, 6, b"bad", b"nope"), query(7),
+                                            Record("queries", 1, 8, b"worse", b"{")]
+    preparer = Preparer(VectorEngine(), "dlq")
+    part = [batch[7], batch[8], batch[1], batch[4], batch[6]]  # another order, both kinds, some left out
+    cut, fresh = preparer.prepare(batch).only(part), preparer.prepare(part)
+    assert [q.id for q in cut.queries] == [q.id for q in fresh.queries] == ["q7", "q1", "q4"]
+    assert cut.records == fresh.records and cut.dead_records == fresh.dead_records == [batch[8], batch[6]]
+    assert cut.dead_reasons == fresh.dead_reasons and len(cut.dead) == 2
+    assert cut.estimates is not None and fresh.estimates is not None
+    np.testing.assert_allclose(cut.estimates.quality, fresh.estimates.quality)
+    np.testing.assert_allclose(cut.estimates.cost, fresh.estimates.cost)
+    assert preparer.prepare(batch).only([batch[6]]).estimates is None  # no query left: as preparing none
