@@ -105,6 +105,13 @@ def watermarks(client: Any, topic: str, partition: int, timeout: float) -> tuple
             time.sleep(0.2)
 
 
+def group_members(admin: Any, group: str, timeout: float = 10.0) -> int:
+    """Members of consumer group ``group`` now (0 when it has none or the broker does not know it), asked through
+    ``admin`` (an ``admin_client``)."""
+    description = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
+    return len(description.members)
+
+
 def topic_size(kafka_conf: dict[str, str], topic: str, timeout: float = 10.0) -> int:
     """Messages currently in ``topic``: the sum over its partitions of high minus low watermark."""
     client = consumer(kafka_conf, "unused-topic-size")

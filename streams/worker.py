@@ -184,6 +184,11 @@ def commit(consumer: object, message: object) -> None:
         log.warning("offset commit failed (the next commit covers it): %s", exc)
 
 
+def worker_group(group_prefix: str, model: str) -> str:
+    """The consumer group of ``model``'s workers (``group_prefix``: the router's app id)."""
+    return f"{group_prefix}-worker-{topic_name(model)}"
+
+
 class Worker:
     """Consumes one model's routed topic and publishes completions."""
 
@@ -194,7 +199,7 @@ class Worker:
         self.topic = config.routed_topic(model)
         self.completions = config.topics.name(COMPLETIONS)
         self.dlq = config.topics.name(DLQ)
-        self.group = f"{group_prefix}-worker-{topic_name(model)}"
+        self.group = worker_group(group_prefix, model)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = False
         self.partitions = 0  # partitions of the completions topic (read at start)

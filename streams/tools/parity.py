@@ -42,7 +42,8 @@ import numpy as np
 import yaml
 
 from router_core.evaluation.replay import ReplayResult, replay
-from router_core.policies import Stream
+from router_core.params import PortParams
+from router_core.policies import Stream, create_policy
 from router_core.policies.base import Policy
 from router_core.rule import SKIP
 from schemas import QueryEvent
@@ -50,6 +51,8 @@ from streams.tools import processes
 from streams.config import ServiceConfig, load_config
 from streams.tools.outcomes import OutcomeTally, follow_outcomes
 from streams.tools.processes import REPO, ServiceProcess
+from streams.service.app import app_id
+from streams.worker import worker_group
 from streams.kafka import topic_size
 from streams.topics import QUERIES, WEIGHTS, create_topics
 
@@ -140,10 +143,23 @@ def answer_delays(tally: OutcomeTally, ids: tuple[str, ...]) -> np.ndarray:
     return np.maximum(np.rint(np.interp(np.arange(len(ids)), at, lag)), 1).astype(np.int64)
 
 
+def offline_jitter(params: PortParams, stream: Stream, seed: int, delays: np.ndarray,
+                   reserve_factor: float) -> list[float]:
+    """Offline ``port``'s performance under perturbations smaller than the stream's own timing jitter: every answer
+    one query later, one query sooner (at least 1), and the re-solve one decision sooner or later. Their range is
+    how far offline ``port`` moves by itself, the noise a single run's ratio carries."""
+    variants = [(params, delays + 1), (params, np.maximum(delays - 1, 1))]
+    variants += [(params.model_copy(update={"resolve_every": every}), delays)
+                 for every in (params.resolve_every - 1, params.resolve_every + 1) if every > 0]
+    return [replay(create_policy("port", p), stream, np.random.default_rng(seed), "reserve", in_flight=d,
+                   reserve_factor=reserve_factor).performance for p, d in variants]
+
+
 def run_stream(config_path: Path, events: list[QueryEvent], timeout: float, log_dir: Path,
                rate: float = 0.0) -> OutcomeTally:
-    """Start a router and one replay worker per model, send ``events``, wait for every decision and
-    completion; stop them all."""
+    """Start a router and one replay worker per model, send ``events`` once the router is ready and every worker
+    has joined its consumer group (as in a deployment, where the fleet runs before the traffic comes), wait for
+    every decision and completion; stop them all."""
     from streams.tools.bench_stream import send_queries
 
     config = load_config(config_path)
@@ -153,9 +169,11 @@ def run_stream(config_path: Path, events: list[QueryEvent], timeout: float, log_
         router = processes.router(config_path, log_dir / "router.log")
         children.append(router.start())
         router.wait_ready(timeout=timeout)
-        for model in config.models:
-            children.append(processes.worker(config_path, model.name,
-                                             log_dir / f"worker-{model.name.replace('/', '_')}.log").start())
+        workers = [processes.worker(config_path, model.name, log_dir / f"worker-{model.name.replace('/', '_')}.log")
+                   for model in config.models]
+        children.extend(worker.start() for worker in workers)
+        processes.wait_for_groups(config.kafka.confluent(), [worker_group(app_id(config), m.name) for m in config.models],
+                                  workers, timeout)
         send_queries(config, events, rate)
         tally = follow_outcomes(config, len(events), timeout)
         if tally.decided() < len(events) or len(tally.completions) < sum(tally.routed.values()):
@@ -175,7 +193,6 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
     from router_core.embedders import create_embedder
     from router_core.evaluation.experiment import prepare_seed
     from router_core.history import load_history
-    from router_core.policies import create_policy
 
     data, _ = load_history(base.history)
     embedder = create_embedder(base.embedding)
@@ -190,41 +207,63 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
             for factor in args.budget_factors:
                 budgets = prepared.budgets(split, factor)
                 stream = prepared.stream(budgets)
-                with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
-                    path = stream_config(base, Path(tmp), seed, args.n_test, dict(zip(models, budgets)), args.drift)
-                    started = time.monotonic()
-                    log_dir = REPO / ".cache" / "parity-logs" / f"{seed}-{split}-{factor}"
-                    tally = run_stream(path, events, args.timeout, log_dir, args.rate)
-                    run = score_stream(tally, test.ids, models, stream, base.budget.reserve_factor)
-                    config = load_config(path)
-                    published = topic_size(config.kafka.confluent(), config.topics.name(WEIGHTS))
-                offline, offline_32 = (replay(create_policy("port", params), stream, np.random.default_rng(seed),
-                                              "reserve", in_flight=delays, reserve_factor=base.budget.reserve_factor)
-                                       for delays in (run.delays, 32))
-                yield {
-                    "split": split, "budget_factor": factor, "seed": seed, "n_test": args.n_test,
-                    "drift": args.drift, "offline_performance": offline.performance,
-                    "stream_performance": run.result.performance,
-                    "ratio": run.result.performance / offline.performance if offline.performance else float("nan"),
-                    "offline_spent": float(offline.spent.sum()), "stream_spent": float(run.result.spent.sum()),
-                    "budget_total": float(budgets.sum()),
-                    "over_budget_models": [m for m, s, b in zip(models, run.result.spent, budgets)
-                                           if s > b * (1 + 1e-9)],
-                    "service_charged": float(run.charged.sum()),
-                    "service_performance": float(sum(tally.quality.values())),  # every completed answer, as served
-                    "service_over_budget": {m: round(float(c - b), 6) for m, c, b in zip(models, run.charged, budgets)
-                                            if c > b * (1 + 1e-9)},
-                    "weights_versions": run.versions_used, "weights_published": published,
-                    "stream_served": int(run.result.throughput), "offline_served": int(offline.throughput),
-                    "stream_routed": sum(tally.routed.values()), "stream_unserved": dict(tally.unserved_reasons),
-                    "stream_seconds": round(time.monotonic() - started, 1), "rate": args.rate,
-                    "stream_in_flight": int(np.median(run.delays)), "offline_performance_32": offline_32.performance,
-                    "stream_in_flight_p90": int(np.percentile(run.delays, 90)),
-                }
+                for repeat in range(args.repeats):
+                    with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
+                        path = stream_config(base, Path(tmp), seed, args.n_test, dict(zip(models, budgets)),
+                                             args.drift)
+                        started = time.monotonic()
+                        log_dir = REPO / ".cache" / "parity-logs" / f"{seed}-{split}-{factor}-{repeat}"
+                        tally = run_stream(path, events, args.timeout, log_dir, args.rate)
+                        run = score_stream(tally, test.ids, models, stream, base.budget.reserve_factor)
+                        config = load_config(path)
+                        published = topic_size(config.kafka.confluent(), config.topics.name(WEIGHTS))
+                    offline, offline_32 = (replay(create_policy("port", params), stream, np.random.default_rng(seed),
+                                                  "reserve", in_flight=delays, reserve_factor=base.budget.reserve_factor)
+                                           for delays in (run.delays, 32))
+                    jitter = offline_jitter(params, stream, seed, run.delays, base.budget.reserve_factor)
+                    yield {
+                        "split": split, "budget_factor": factor, "seed": seed, "repeat": repeat, "n_test": args.n_test,
+                        "drift": args.drift, "offline_performance": offline.performance,
+                        "stream_performance": run.result.performance,
+                        "ratio": run.result.performance / offline.performance if offline.performance else float("nan"),
+                        "offline_spent": float(offline.spent.sum()), "stream_spent": float(run.result.spent.sum()),
+                        "budget_total": float(budgets.sum()),
+                        "over_budget_models": [m for m, s, b in zip(models, run.result.spent, budgets)
+                                               if s > b * (1 + 1e-9)],
+                        "service_charged": float(run.charged.sum()),
+                        "service_performance": float(sum(tally.quality.values())),  # every completed answer, as served
+                        "service_over_budget": {m: round(float(c - b), 6) for m, c, b in zip(models, run.charged, budgets)
+                                                if c > b * (1 + 1e-9)},
+                        "weights_versions": run.versions_used, "weights_published": published,
+                        "stream_served": int(run.result.throughput), "offline_served": int(offline.throughput),
+                        "stream_routed": sum(tally.routed.values()), "stream_unserved": dict(tally.unserved_reasons),
+                        "stream_seconds": round(time.monotonic() - started, 1), "rate": args.rate,
+                        "stream_in_flight": int(np.median(run.delays)), "offline_performance_32": offline_32.performance,
+                        "stream_in_flight_p90": int(np.percentile(run.delays, 90)),
+                        "offline_jitter_min": min(jitter), "offline_jitter_max": max(jitter),
+                    }
+
+
+def setting_means(rows: list[dict[str, Any]]) -> dict[tuple[str, float, int], dict[str, float]]:
+    """Per (split, factor, seed): the mean offline and stream performance over its runs, their ratio (the bar
+    applies to it), the lowest and highest single-run ratio, and the range of offline jitter over the runs."""
+    groups: dict[tuple[str, float, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["split"], row["budget_factor"], row["seed"]), []).append(row)
+    means = {}
+    for key, runs in groups.items():
+        offline = float(np.mean([r["offline_performance"] for r in runs]))
+        stream = float(np.mean([r["stream_performance"] for r in runs]))
+        means[key] = {"offline": offline, "stream": stream, "ratio": stream / offline if offline else float("nan"),
+                      "low": min(r["ratio"] for r in runs), "high": max(r["ratio"] for r in runs),
+                      "jitter_low": min(r["offline_jitter_min"] for r in runs),
+                      "jitter_high": max(r["offline_jitter_max"] for r in runs)}
+    return means
 
 
 def run_parity(args: argparse.Namespace) -> int:
-    """Run the grid, print the table, write the JSON rows; exit 1 when a setting misses the bar."""
+    """Run the grid, print the table, write the JSON rows (one per run); exit 1 when a setting's mean ratio misses the
+    bar or a run overspent."""
     base = load_config(args.config)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     processes.exit_on_sigterm()
@@ -241,9 +280,17 @@ def run_parity(args: argparse.Namespace) -> int:
               flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
-    worst = min(r["ratio"] for r in rows)
+    settings = setting_means(rows)
+    if args.repeats > 1:
+        print(f"mean of {args.repeats} runs per setting (stream / offline at each run's delays; offline jitter: the "
+              "range of offline port moved by one query or one re-solve):")
+        for key, mean in settings.items():
+            print(f"{key[0]:9s} {key[1]:6g} {key[2]:4d} {mean['offline']:9.1f} {mean['stream']:9.1f} {mean['ratio']:6.3f}"
+                  f"   runs {mean['low']:.3f}..{mean['high']:.3f}   offline jitter {mean['jitter_low']:.0f}..{mean['jitter_high']:.0f}")
+    worst = min(mean["ratio"] for mean in settings.values())
     over = [r for r in rows if r["over_budget_models"]]
-    print(f"{len(rows)} settings: worst ratio {worst:.3f} (bar {args.min_ratio}); over budget in {len(over)}")
+    print(f"{len(settings)} settings, {len(rows)} runs: worst ratio {worst:.3f} (bar {args.min_ratio}"
+          f"{', on the mean of each setting' if args.repeats > 1 else ''}); over budget in {len(over)} runs")
     return 0 if worst >= args.min_ratio and not over else 1
 
 
@@ -252,6 +299,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--budget-factors", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--splits", nargs="+", default=["weighted"])
+    parser.add_argument("--repeats", type=int, default=1, help="runs of the stream per setting; the bar applies to the "
+                        "ratio of their mean performances (a single run's ratio carries the noise of offline jitter)")
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--drift", action="store_true", help="the drift split: the task mix changes mid-stream")
     parser.add_argument("--rate", type=float, default=50.0, help="queries per second sent (0: one burst, as fast "

@@ -129,6 +129,26 @@ def worker(config_path: str | Path, model: str, log_path: Path, env: dict[str, s
                           env)
 
 
+def wait_for_groups(kafka_conf: dict[str, str], groups: list[str], children: list[ServiceProcess],
+                    timeout: float) -> None:
+    """Wait until every consumer group of ``groups`` has a member (a worker joined it); RuntimeError (with its log
+    tail) when one of ``children`` exits first, TimeoutError when the time runs out."""
+    from streams.kafka import admin_client, group_members
+
+    admin = admin_client(kafka_conf)
+    deadline = time.monotonic() + timeout
+    waiting = list(groups)
+    while waiting:
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited:\n{child.log_tail()}")
+        waiting = [group for group in waiting if group_members(admin, group) == 0]
+        if waiting and time.monotonic() > deadline:
+            raise TimeoutError(f"no member in consumer groups {waiting} after {timeout:.0f}s")
+        if waiting:
+            time.sleep(0.5)
+
+
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into ``SystemExit`` in this process, so that its ``finally`` blocks stop the children it
     started (the default action ends this process alone and leaves them running)."""

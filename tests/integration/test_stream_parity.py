@@ -30,8 +30,8 @@ PARITY_FLOOR = 0.93  # the stream's performance / offline port's (see the module
 def test_the_service_matches_offline_port_on_the_benchmark_stream(tmp_path: Path) -> None:
     h.require_environment()
     base = load_config(h.write_config(tmp_path, partitions=2, n_expected=1000), {})
-    args = argparse.Namespace(seeds=[42], budget_factors=[1.0], splits=["weighted"], n_test=1000, drift=False,
-                              timeout=600.0, rate=50.0)
+    args = argparse.Namespace(seeds=[42], budget_factors=[1.0], splits=["weighted"], repeats=1, n_test=1000,
+                              drift=False, timeout=600.0, rate=50.0)
     (row,) = list(parity_rows(args, base))
     assert row["offline_performance"] > 0 and row["stream_served"] > 0
     assert row["ratio"] >= PARITY_FLOOR, row
