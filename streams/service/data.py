@@ -64,10 +64,12 @@ def load_assembly(config: ServiceConfig) -> Assembly:
     return assemble(data, rows, create_embedder(config.embedding), config.index, config.port, index_dir)
 
 
-def load_engine(config: ServiceConfig) -> RoutingEngine:
-    """The routing engine of a router on the configured history."""
+def load_engine(config: ServiceConfig, announce: bool = True) -> RoutingEngine:
+    """The routing engine of a router on the configured history; ``announce`` logs that it is ready (the router's
+    own engine; its prepare process loads a copy quietly and the router logs when that process is up)."""
     assembly = load_assembly(config)
     engine = assembly.engine(config.port)
-    log.info("engine ready: %d history queries, %d models, dimension %d", len(assembly.history), len(engine.models),
-             engine.dimension)
+    if announce:
+        log.info("engine ready: %d history queries, %d models, dimension %d", len(assembly.history),
+                 len(engine.models), engine.dimension)
     return engine

@@ -36,7 +36,7 @@ def init_worker(parent: int, config: ServiceConfig, dlq_topic: str, log_level: i
     global _preparer
     configure_logging(log_level)
     watch_parent(parent)
-    _preparer = Preparer(load_engine(config), dlq_topic)
+    _preparer = Preparer(load_engine(config, announce=False), dlq_topic)
 
 
 def prepare_in_worker(records: list[Record]) -> Prepared:

@@ -192,6 +192,7 @@ def measure(config_path: Path, n: int, expire: bool, live: int, compaction_wait_
 
 def run_bench_recovery(args: argparse.Namespace) -> int:
     """``port-router bench-recovery``: every size, without then with expiry; a table and optional JSON."""
+    processes.exit_on_sigterm()  # a SIGTERM stops the processes this command started, then exits
     config_path = Path(args.config)
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -239,6 +239,7 @@ def run_specs(args: argparse.Namespace, default_backend: str) -> list[RunSpec]:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run every measurement on the same broker and print (and optionally write) the results."""
+    processes.exit_on_sigterm()  # a SIGTERM stops the processes this command started, then exits
     from streams.service.data import load_assembly
 
     config = load_config(args.config)

@@ -355,6 +355,7 @@ def print_reports(reports: list[SoakReport], emit: Callable[[str], None] = print
 
 def run_chaos(args: argparse.Namespace) -> int:
     """Run one soak per seed; print the table; 0 when every soak passed."""
+    processes.exit_on_sigterm()  # a SIGTERM stops the processes this command started, then exits
     reports = []
     for seed in args.seeds:
         soak = Soak(args, seed)

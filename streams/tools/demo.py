@@ -80,6 +80,7 @@ def summary(tally: OutcomeTally, state: dict[str, Any], config: ServiceConfig) -
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns 0 when every query was accounted for."""
+    processes.exit_on_sigterm()  # a SIGTERM stops the processes this command started, then exits
     from streams.service.data import load_split
     from streams.tools.produce import QuerySource, events, publish
     from streams.topics import create_topics

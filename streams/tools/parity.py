@@ -146,11 +146,12 @@ def answer_delays(tally: OutcomeTally, ids: tuple[str, ...]) -> np.ndarray:
 def offline_jitter(params: PortParams, stream: Stream, seed: int, delays: np.ndarray,
                    reserve_factor: float) -> list[float]:
     """Offline ``port``'s performance under perturbations smaller than the stream's own timing jitter: every answer
-    one query later, one query sooner (at least 1), and the re-solve one decision sooner or later. Their range is
-    how far offline ``port`` moves by itself, the noise a single run's ratio carries."""
+    one query later, one query sooner (at least 1), and the re-solve one decision sooner or later (when it re-solves
+    at all). Their range is how far offline ``port`` moves by itself, the noise a single run's ratio carries."""
     variants = [(params, delays + 1), (params, np.maximum(delays - 1, 1))]
-    variants += [(params.model_copy(update={"resolve_every": every}), delays)
-                 for every in (params.resolve_every - 1, params.resolve_every + 1) if every > 0]
+    if params.resolve_every > 0:
+        variants += [(params.model_copy(update={"resolve_every": every}), delays)
+                     for every in (params.resolve_every - 1, params.resolve_every + 1) if every > 0]
     return [replay(create_policy("port", p), stream, np.random.default_rng(seed), "reserve", in_flight=d,
                    reserve_factor=reserve_factor).performance for p, d in variants]
 

@@ -120,6 +120,7 @@ def test_rendered_configuration_loads_as_service_config(fixture: str, env: dict,
     path.write_text(named(docs, "ConfigMap", "rel-port-router-config")["data"]["config.yaml"])
     config = load_config(path, environ=env)
     assert config.router.web_port == 6066 and config.router.web_host == "0.0.0.0"
+    assert config.budget.period == (None if fixture == "default_docs" else 86_400.0)
     hook_config = named(docs, "ConfigMap", "rel-port-router-topics-config")["data"]["config.yaml"]
     assert yaml.safe_load(hook_config) == config_of(docs)
 
@@ -142,6 +143,7 @@ def test_default_release(default_docs: list[dict]) -> None:
     assert router["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "state"
     assert {"name": "state", "mountPath": "/var/lib/port-router"} in container["volumeMounts"]
     assert config["router"]["data_dir"].startswith("/var/lib/port-router/")
+    assert config["router"]["batch_size"] == 32 and config["budget"] == {"period": "none", "reserve_factor": 1.25}
     assert len(by_kind(default_docs, "PodDisruptionBudget")) == 3
 
 
@@ -166,6 +168,7 @@ def test_multi_model_release(multi_docs: list[dict]) -> None:
     assert config["kafka"]["security_protocol"] == "SASL_SSL" and config["kafka"]["sasl_mechanism"] == "SCRAM-SHA-512"
     assert "sasl_password" not in config["kafka"] and "sasl_username" not in config["kafka"]
     assert config["history_rows"] == "split:42:1000" and config["embedding"] == {"batch_size": 64}
+    assert config["budget"] == {"period": "1d", "reserve_factor": 1.5}
     deployments = {d["metadata"]["labels"]["port-router.io/model"]: d for d in by_kind(multi_docs, "Deployment")}
     assert set(deployments) == {"gpt-4-1106-preview", "gpt-3-5-turbo-1106", "llama-70b", "mistralai-mistral-7b-chat"}
     assert deployments["gpt-4-1106-preview"]["spec"]["replicas"] == 4

@@ -63,3 +63,4 @@ def test_offline_jitter_replays_port_one_query_and_one_re_solve_off() -> None:
                    reserve_factor=1.25)
     assert jitter[0] == later.performance
     assert len(offline_jitter(params.model_copy(update={"resolve_every": 1}), stream, 0, delays, 1.25)) == 3
+    assert len(offline_jitter(params.model_copy(update={"resolve_every": 0}), stream, 0, delays, 1.25)) == 2
