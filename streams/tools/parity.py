@@ -173,8 +173,8 @@ def run_stream(config_path: Path, events: list[QueryEvent], timeout: float, log_
         workers = [processes.worker(config_path, model.name, log_dir / f"worker-{model.name.replace('/', '_')}.log")
                    for model in config.models]
         children.extend(worker.start() for worker in workers)
-        processes.wait_for_groups(config.kafka.confluent(), [worker_group(app_id(config), m.name) for m in config.models],
-                                  workers, timeout)
+        groups = [worker_group(app_id(config), model.name) for model in config.models]
+        processes.wait_for_groups(config.kafka.confluent(), groups, workers, timeout)
         send_queries(config, events, rate)
         tally = follow_outcomes(config, len(events), timeout)
         if tally.decided() < len(events) or len(tally.completions) < sum(tally.routed.values()):
@@ -219,7 +219,8 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
                         config = load_config(path)
                         published = topic_size(config.kafka.confluent(), config.topics.name(WEIGHTS))
                     offline, offline_32 = (replay(create_policy("port", params), stream, np.random.default_rng(seed),
-                                                  "reserve", in_flight=delays, reserve_factor=base.budget.reserve_factor)
+                                                  "reserve", in_flight=delays,
+                                                  reserve_factor=base.budget.reserve_factor)
                                            for delays in (run.delays, 32))
                     jitter = offline_jitter(params, stream, seed, run.delays, base.budget.reserve_factor)
                     yield {
@@ -233,13 +234,15 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
                                                if s > b * (1 + 1e-9)],
                         "service_charged": float(run.charged.sum()),
                         "service_performance": float(sum(tally.quality.values())),  # every completed answer, as served
-                        "service_over_budget": {m: round(float(c - b), 6) for m, c, b in zip(models, run.charged, budgets)
+                        "service_over_budget": {m: round(float(c - b), 6)
+                                                for m, c, b in zip(models, run.charged, budgets)
                                                 if c > b * (1 + 1e-9)},
                         "weights_versions": run.versions_used, "weights_published": published,
                         "stream_served": int(run.result.throughput), "offline_served": int(offline.throughput),
                         "stream_routed": sum(tally.routed.values()), "stream_unserved": dict(tally.unserved_reasons),
                         "stream_seconds": round(time.monotonic() - started, 1), "rate": args.rate,
-                        "stream_in_flight": int(np.median(run.delays)), "offline_performance_32": offline_32.performance,
+                        "stream_in_flight": int(np.median(run.delays)),
+                        "offline_performance_32": offline_32.performance,
                         "stream_in_flight_p90": int(np.percentile(run.delays, 90)),
                         "offline_jitter_min": min(jitter), "offline_jitter_max": max(jitter),
                     }
@@ -286,8 +289,9 @@ def run_parity(args: argparse.Namespace) -> int:
         print(f"mean of {args.repeats} runs per setting (stream / offline at each run's delays; offline jitter: the "
               "range of offline port moved by one query or one re-solve):")
         for key, mean in settings.items():
-            print(f"{key[0]:9s} {key[1]:6g} {key[2]:4d} {mean['offline']:9.1f} {mean['stream']:9.1f} {mean['ratio']:6.3f}"
-                  f"   runs {mean['low']:.3f}..{mean['high']:.3f}   offline jitter {mean['jitter_low']:.0f}..{mean['jitter_high']:.0f}")
+            print(f"{key[0]:9s} {key[1]:6g} {key[2]:4d} {mean['offline']:9.1f} {mean['stream']:9.1f} "
+                  f"{mean['ratio']:6.3f}   runs {mean['low']:.3f}..{mean['high']:.3f}   "
+                  f"offline jitter {mean['jitter_low']:.0f}..{mean['jitter_high']:.0f}")
     worst = min(mean["ratio"] for mean in settings.values())
     over = [r for r in rows if r["over_budget_models"]]
     print(f"{len(settings)} settings, {len(rows)} runs: worst ratio {worst:.3f} (bar {args.min_ratio}"
