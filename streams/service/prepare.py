@@ -106,8 +106,9 @@ class Preparer:
         self.dlq_topic = dlq_topic
         self.preparing = threading.Lock()  # one prepare at a time (see ``prepare``)
 
-    def parse(self, record: Record) -> QueryEvent | str:
-        """The query in ``record``, or the reason it is unusable."""
+    def parse(self, record: Record) -> tuple[QueryEvent, np.ndarray | None] | str:
+        """The query in ``record`` with its carried embedding as a unit vector (None: it carries none), or the
+        reason it is unusable."""
         if record.value is None:
             return "empty message (no value)"
         if len(record.value) > MAX_QUERY_BYTES:
@@ -116,19 +117,21 @@ class Preparer:
             query = QueryEvent.model_validate_json(record.value)
         except ValidationError as exc:
             return validation_reason(exc)
+        unit = None
         if query.embedding is not None:
             if len(query.embedding) != self.engine.dimension:
                 return f"embedding has {len(query.embedding)} dimensions, the index has {self.engine.dimension}"
             unit = unit_embedding(query.embedding)
             if isinstance(unit, str):
                 return unit
-        return key_reason(record, query) or query
+        return key_reason(record, query) or (query, unit)
 
     def prepare(self, records: Sequence[Record]) -> Prepared:
         """Validate every record, embed the texts without embeddings, estimate the batch. Callable from any
         thread; calls run one at a time (the embedder's tokenizer is not known to be thread-safe)."""
         with self.preparing:
             out = Prepared()
+            units: list[np.ndarray | None] = []  # the carried embeddings of ``out.queries``, normalized once
             for record in records:
                 parsed = self.parse(record)
                 if isinstance(parsed, str):
@@ -138,21 +141,24 @@ class Preparer:
                     out.dead_records.append(record)
                 else:
                     out.records.append(record)
-                    out.queries.append(parsed)
+                    out.queries.append(parsed[0])
+                    units.append(parsed[1])
             if out.queries:
-                vectors, out.embed_seconds = self.embeddings(out.queries)
+                vectors, out.embed_seconds = self.embeddings(out.queries, units)
                 texts, tasks = [q.text for q in out.queries], [q.task for q in out.queries]
                 out.estimates = self.engine.estimate(vectors, texts, tasks)
             return out
 
-    def embeddings(self, queries: Sequence[QueryEvent]) -> tuple[np.ndarray, float | None]:
-        """(B, d) unit vectors: precomputed ones as given (normalized), the others embedded in one batch;
-        and the seconds the embedding took (None when nothing needed embedding)."""
+    def embeddings(self, queries: Sequence[QueryEvent], units: Sequence[np.ndarray | None]
+                   ) -> tuple[np.ndarray, float | None]:
+        """(B, d) unit vectors: ``units`` where given (the queries' carried embeddings, normalized by ``parse``),
+        the other queries embedded in one batch; and the seconds the embedding took (None when nothing needed
+        embedding)."""
         vectors = np.zeros((len(queries), self.engine.dimension), dtype=np.float32)
-        to_embed = [i for i, q in enumerate(queries) if q.embedding is None]
-        for i, query in enumerate(queries):
-            if query.embedding is not None:
-                vectors[i] = unit_embedding(query.embedding)  # parse() rejected the vectors without a direction
+        to_embed = [i for i, unit in enumerate(units) if unit is None]
+        for i, unit in enumerate(units):
+            if unit is not None:
+                vectors[i] = unit
         if not to_embed:
             return vectors, None
         started = time.perf_counter()
