@@ -44,6 +44,9 @@ class QueryEvent(Event):
     tenant: str | None = Field(None, max_length=200)
     task: str | None = Field(None, max_length=200)  # a task label; the task-aware estimator's prior uses it
     produced_at: Timestamp | None = None
+    handed_over_from: int | None = Field(None, ge=0, description="set by the router: the input partition that handed "
+                                         "the query over because its budget share could not pay for the model the "
+                                         "query wants (a handed-over query is decided where it lands)")
 
     @model_validator(mode="after")
     def _text_or_embedding(self) -> "QueryEvent":

@@ -78,6 +78,11 @@ class Weights(Protocol):
         ...
 
     @property
+    def partition_spent(self) -> Sequence[Sequence[float]] | None:
+        """Per input partition, the dollars it had used per model when the weights were published (None: unknown)."""
+        ...
+
+    @property
     def period(self) -> int:
         """The budget period the weights (and their shares) were solved in."""
         ...

@@ -24,4 +24,5 @@ class Outgoing:
     key: str | None
     value: bytes
     partition: int | None = None
-    label: tuple[str, str] | None = None  # a new decision: ("routed", model/phase) or ("unserved", reason)
+    label: tuple[str, str] | None = None  # a new decision: ("routed", model/phase), ("unserved", reason)
+    # or ("handed-over", target partition)

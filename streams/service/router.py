@@ -30,6 +30,7 @@ from streams.service.contracts import Engine, Weights
 from streams.service.ledger import state_key
 from streams.service.messages import Outgoing, Record
 from streams.service.prepare import Prepared, dead_letter, validation_reason
+from streams.service.shares import handover_targets
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class TopicNames:
     unserved: str
     dlq: str
     routed: dict[str, str]  # model -> topic
+    queries: str  # the input topic: a query handed over to another input partition goes back there
 
 
 def finite_or_none(value: float) -> float | None:
@@ -66,8 +68,10 @@ def decision_record(message: Outgoing, model: str | None, held: float, offset: i
                     version: int = 0, period: int = 0) -> dict:
     """The decisions table's record of one query: the message to re-emit, its charge (the reservation, with
     ``actual`` and ``settled_by`` set once a completion settles it), its input offset, the weights version it
-    used (0: none) and its budget period."""
-    return {"topic": message.topic, "value": message.value.decode(), "model": model, "reserved": held,
+    used (0: none) and its budget period. A query handed over to another input partition is recorded with the
+    handover (``message.partition`` set, no model, no charge)."""
+    return {"topic": message.topic, "partition": message.partition, "value": message.value.decode(), "model": model,
+            "reserved": held,
             "actual": None, "offset": offset, "decided_at": decided_at, "settled_by": None, "weights_version": version,
             "period": period}
 
@@ -126,16 +130,39 @@ class Router:
             return self.share
         if period is not None and weights.period > period:
             return self.budgets.ledger(partition).limits
-        try:
-            table = np.asarray(weights.shares, dtype=np.float64)
-        except ValueError:  # rows of different lengths
-            table = np.zeros(0)
-        if table.shape != (self.partitions, len(self.models)) or np.any(table.sum(axis=0) > self.total * (1 + 1e-9)):
+        table = self.share_table(weights)
+        if table is None:
             log.error("weights v%d carry budget shares that are not one row per input partition and model, or sum to "
                       "more than the budgets %s: partition %d keeps its share", weights.version, self.total.tolist(),
                       partition)
             return self.budgets.ledger(partition).limits
         return table[partition]
+
+    def share_table(self, weights: Weights) -> np.ndarray | None:
+        """``weights``' shares as a (P, M) table, or None when they are absent, not one row per input partition and
+        model, or sum to more than a budget."""
+        try:
+            table = np.asarray(weights.shares, dtype=np.float64)
+        except (TypeError, ValueError):  # absent, or rows of different lengths
+            return None
+        if table.shape != (self.partitions, len(self.models)) or np.any(table.sum(axis=0) > self.total * (1 + 1e-9)):
+            return None
+        return table
+
+    def headroom(self, weights: Weights | None, partition: int, period: int) -> np.ndarray | None:
+        """(P, M): what each other input partition could still reserve under ``weights`` as the optimizer saw it
+        when it published them (share less reported use; ``partition``'s own row is -inf), or None when the weights
+        carry no valid shares and use, or are of another budget period than ``partition``'s."""
+        if weights is None or self.partitions < 2 or weights.shares is None or weights.partition_spent is None \
+                or weights.period != period:
+            return None
+        table = self.share_table(weights)
+        used = np.asarray(weights.partition_spent, dtype=np.float64)
+        if table is None or used.shape != table.shape:
+            return None
+        room = np.maximum(table - used, 0.0)
+        room[partition] = -np.inf
+        return room
 
     def follow(self, weights: Weights | None, partition: int) -> int:
         """Apply ``weights``' share to ``partition``; return the version (0: none)."""
@@ -208,17 +235,23 @@ class Router:
             if previous is not None:
                 log.info("query %s decided before (partition %d): re-emitting, no new charge", query.id,
                          record.partition)
-                emitted.append(Outgoing(previous["topic"], query.id, previous["value"].encode()))
+                emitted.append(Outgoing(previous["topic"], query.id, previous["value"].encode(),
+                                        partition=previous.get("partition")))
             else:
                 by_partition.setdefault(record.partition, []).append(row)
         assert batch.estimates is not None or not by_partition
         for partition, rows in by_partition.items():
             rows = self.first_of_each_id(batch.queries, rows)
-            est = batch.estimates.take(rows)  # type: ignore[union-attr]
             period, ledger = self.budgets.current(partition, period_now)
             version = self.follow(weights, partition)
-            remaining = ledger.remaining()
             self.controller.follow(gamma)
+            targets = self.handover_targets(batch, rows, partition, period, None if gamma is None else weights)
+            for row, target in zip(rows, targets):
+                if target >= 0:
+                    emitted.append(self.hand_over(batch, row, int(target), decisions, version, period))
+            rows = [row for row, target in zip(rows, targets) if target < 0]
+            est = batch.estimates.take(rows)  # type: ignore[union-attr]
+            remaining = ledger.remaining()
             choices, scores = self.controller.choices(est, remaining, self.rng)
             phase = "observation" if gamma is None else "learned"
             for j, row in enumerate(rows):
@@ -235,6 +268,32 @@ class Router:
             observed.append(self.observation(partition, [batch.queries[row].id for row in rows], est, phase, version,
                                              period, ledger.spent + ledger.reserved))
         return emitted, observed
+
+    def handover_targets(self, batch: Prepared, rows: list[int], partition: int, period: int,
+                         weights: Weights | None) -> np.ndarray:
+        """Per row, the input partition to hand the query over to (-1: decide it here) under learned ``weights`` (None
+        in the observation phase: none), never for a query handed over already (``streams.service.shares``)."""
+        headroom = self.headroom(weights, partition, period)
+        if headroom is None or not rows:
+            return np.full(len(rows), -1, dtype=np.int64)
+        est = batch.estimates.take(rows)  # type: ignore[union-attr]
+        eligible = np.array([batch.queries[row].handed_over_from is None for row in rows])
+        ledger = self.budgets.ledger(partition)
+        return handover_targets(lambda budget: self.controller.choices(est, budget, self.rng)[0], est.cost,
+                                ledger.remaining(), headroom, ledger.reserve_factor, eligible)
+
+    def hand_over(self, batch: Prepared, row: int, target: int, decisions: MutableMapping[str, dict], version: int,
+                  period: int) -> Outgoing:
+        """The query at ``row``, marked as handed over, for input partition ``target``; recorded as decided here."""
+        record, query = batch.records[row], batch.queries[row]
+        handed = query.model_copy(update={"handed_over_from": record.partition})
+        message = Outgoing(self.topics.queries, query.id, handed.model_dump_json(exclude_none=True).encode(),
+                           partition=target, label=("handed-over", str(target)))
+        now = time.time()
+        key = state_key(record.partition, query.id)
+        decisions[key] = decision_record(message, None, 0.0, record.offset, now, version, period)
+        self.expiry.add(key, now)
+        return message
 
     @staticmethod
     def first_of_each_id(queries: Sequence[QueryEvent], rows: list[int]) -> list[int]:

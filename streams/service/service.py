@@ -71,6 +71,7 @@ def topic_names(config: ServiceConfig) -> TopicNames:
     """The router's output topics."""
     t = config.topics
     return TopicNames(observations=t.name(T.OBSERVATIONS), unserved=t.name(T.UNSERVED), dlq=t.name(T.DLQ),
+                      queries=t.name(T.QUERIES),
                       routed={m.name: config.routed_topic(m.name) for m in config.models})
 
 

@@ -16,6 +16,13 @@ are published only when sum_p max(cap_p, share_p) <= B_i: a giver's decrease low
 once p acknowledges it, and only then can a taker's increase use the freed dollars. Any mix of
 applied versions, and a crash anywhere, therefore keeps sum_p used_p <= B_i.
 
+Shares are reassigned only with a version, so between two versions a partition whose share of a model ran out
+cannot reach what another partition holds of it: then the query is handed over (``handover_targets``). A router
+that would route a query to another model than the one it wants with the budgets of all partitions pooled sends
+the query back to the input topic, on the partition with the most room left for that model as the weights record
+saw it; the router of that partition decides it (once: a handed-over query is never handed over again) within its
+own share. A handover moves a query, never money, so the bound above is untouched.
+
 The state that makes the bound survive an optimizer restart (each partition's acknowledged
 version and the shares of the versions at or after it) travels in every weights record.
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -165,3 +173,30 @@ class ShareBook:
             part.acked = acked[p] if p < len(acked) else 0
             part.used = np.asarray(used[p], dtype=np.float64) if p < len(used) else zero.copy()
             part.steps = [(int(v), np.asarray(s, dtype=np.float64)) for v, s in (steps[p] if p < len(steps) else [])]
+
+
+def handover_targets(choose: Callable[[np.ndarray], np.ndarray], cost: np.ndarray, remaining: np.ndarray,
+                     headroom: np.ndarray, reserve_factor: float, eligible: np.ndarray) -> np.ndarray:
+    """Per query of a batch, the input partition to hand it over to, or -1 to decide it here.
+
+    ``choose(budgets)`` gives the batch's choices under budgets (M,) left; ``cost`` (n, M) the estimated costs;
+    ``remaining`` (M,) this partition's share left; ``headroom`` (P, M) what each partition could still reserve
+    (this one's row -inf); ``eligible`` (n,) which queries may move. Budgets are compared in reservations
+    (``reserve_factor`` x the estimated cost). A query moves when its choice with every partition's room pooled is a
+    model it cannot reserve here, to the partition with the most room for that model if that room covers the
+    reservation, which is then counted as taken.
+    """
+    targets = np.full(len(cost), -1, dtype=np.int64)
+    if not np.any(eligible):
+        return targets
+    here = choose(remaining / reserve_factor)
+    wanted = choose((remaining + np.maximum(headroom, 0.0).sum(axis=0)) / reserve_factor)
+    room = headroom.copy()
+    for j in np.flatnonzero(eligible & (wanted >= 0) & (wanted != here)):
+        model = int(wanted[j])
+        target = int(np.argmax(room[:, model]))
+        need = reserve_factor * float(cost[j, model])
+        if room[target, model] >= need:
+            targets[j] = target
+            room[target, model] -= need
+    return targets

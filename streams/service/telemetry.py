@@ -23,6 +23,8 @@ def record_batch(prepared: Prepared, emitted: Sequence[Outgoing], decide_seconds
         if kind == "routed":
             model, phase = detail.rsplit("/", 1)
             metrics.record_routed(model, phase)
+        elif kind == "handed-over":
+            metrics.HANDOVERS.inc()
         else:
             metrics.record_unserved(detail)
     metrics.DECISION_LATENCY.observe(decide_seconds)

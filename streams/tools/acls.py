@@ -36,10 +36,11 @@ class Principals:
 
 def grants(config: ServiceConfig, who: Principals) -> list[Grant]:
     """Every grant the service needs, and no other: upstream writes only queries, the router writes its
-    outputs and its own state, each worker reads only its model's routed topic."""
+    outputs, its own state and queries (a query handed over to another input partition), each worker reads only
+    its model's routed topic."""
     t = config.topics
     app_id = topic_name(t.prefix + config.router.app_id)
-    router_writes = [t.name(T.OBSERVATIONS), t.name(T.WEIGHTS), t.name(T.UNSERVED), t.name(T.DLQ)]
+    router_writes = [t.name(T.QUERIES), t.name(T.OBSERVATIONS), t.name(T.WEIGHTS), t.name(T.UNSERVED), t.name(T.DLQ)]
     router_writes += [config.routed_topic(m.name) for m in config.models]
     router_reads = [t.name(T.QUERIES), t.name(T.COMPLETIONS), t.name(T.OBSERVATIONS), t.name(T.WEIGHTS)]
     result = [Grant(who.producer, op, "topic", t.name(T.QUERIES)) for op in ("Write", "Describe")]

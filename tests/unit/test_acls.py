@@ -16,7 +16,7 @@ def allowed(operation: str, topic: str) -> set[str]:
 
 
 def test_each_topic_has_only_its_writers() -> None:
-    assert allowed("Write", "port.queries") == {WHO.producer}
+    assert allowed("Write", "port.queries") == {WHO.producer, WHO.router}  # the router hands queries over
     for topic in ("port.routed.a_b", "port.routed.c", "port.weights", "port.observations", "port.unserved",
                   "port.port-router-decisions-changelog"):
         assert allowed("Write", topic) == {WHO.router}, topic

@@ -23,7 +23,7 @@ from test_stream_router import FakeEngine, Weights, prepare, record, reserved, s
 
 
 def router(factor: float = 10.0, cap: float = 0.0) -> Router:
-    topics = TopicNames("obs", "unserved", "dlq", {"m0": "routed.m0", "m1": "routed.m1"})
+    topics = TopicNames("obs", "unserved", "dlq", {"m0": "routed.m0", "m1": "routed.m1"}, "queries")
     return Router(FakeEngine(), np.array([4.0, 8.0]), 2, topics, lambda: Weights(),
                   cost_bound=CostBound(factor, cap))
 

@@ -54,7 +54,7 @@ class Weights:
 
 
 def router(budgets: tuple[float, float] = (4.0, 8.0), partitions: int = 2) -> Router:
-    topics = TopicNames("obs", "unserved", "dlq", {"m0": "routed.m0", "m1": "routed.m1"})
+    topics = TopicNames("obs", "unserved", "dlq", {"m0": "routed.m0", "m1": "routed.m1"}, "queries")
     return Router(FakeEngine(), np.array(budgets), partitions, topics, lambda: Weights())
 
 
