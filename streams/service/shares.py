@@ -166,6 +166,12 @@ class ShareBook:
         return ([p.acked for p in self.parts],
                 [[(v, s.tolist()) for v, s in p.steps] for p in self.parts])
 
+    def restore_even(self, version: int, used: list[list[float]]) -> None:
+        """Take up weights ``version`` that carry no share state (an operator's): every partition at B_i / P under
+        every version (its cap), with the used dollars given."""
+        even = (self.budgets / self.partitions).tolist()
+        self.restore([0] * self.partitions, [[(0, even), (version, even)] for _ in range(self.partitions)], used)
+
     def restore(self, acked: list[int], steps: list[list[tuple[int, list[float]]]], used: list[list[float]]) -> None:
         """Take up a state written by ``state`` (and the used dollars) after a restart."""
         zero = np.zeros_like(self.budgets)
@@ -187,7 +193,7 @@ def handover_targets(choose: Callable[[np.ndarray], np.ndarray], cost: np.ndarra
     reservation, which is then counted as taken.
     """
     targets = np.full(len(cost), -1, dtype=np.int64)
-    if not np.any(eligible):
+    if not np.any(eligible) or not np.any(headroom > 0):
         return targets
     here = choose(remaining / reserve_factor)
     wanted = choose((remaining + np.maximum(headroom, 0.0).sum(axis=0)) / reserve_factor)

@@ -349,9 +349,7 @@ class Optimizer:
             self.book.restore(latest.share_acks, [[(s.version, s.share) for s in steps] for steps in latest.share_steps],
                               used)
             return
-        self.book.restore([0] * self.book.partitions, [[(0, (self.budgets / self.book.partitions).tolist()),
-                                                        (latest.version, (self.budgets / self.book.partitions).tolist())]
-                                                       for _ in range(self.book.partitions)], used)
+        self.book.restore_even(latest.version, used)
 
     def job(self) -> SolveJob:
         """The solve due now, on the sample and the budgets left (call in order with ``on_observation``)."""
