@@ -1,7 +1,8 @@
 """Budget shares move to where the traffic is: every query on input partition 0 of 2, and that partition
 reserves more than B_i / P of a model's budget once the idle partition 1 has acknowledged a version that
 lowered its share, while the reserved total over both partitions never exceeds B_i. Queries partition 0 hands
-over (docs/STREAMS.md) are routed by partition 1 and marked so; no other query is routed there.
+over (docs/STREAMS.md) are routed by partition 1 and marked so; no other query is routed there. And a handover
+on its own: operator weights that give partition 0 no share send its every query to partition 1.
 
 No worker runs, so nothing settles: every reservation stays held, the strictest case for the bound.
 Run: scripts/kafka.sh start && .venv/bin/python -m pytest tests/integration/test_stream_share_reassignment.py -v
@@ -9,17 +10,21 @@ Run: scripts/kafka.sh start && .venv/bin/python -m pytest tests/integration/test
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from schemas import RoutingWeights
 from streams import kafka
 from streams.config import load_config
+from streams.service.weights import WEIGHTS_KEY
 from streams.topics import QUERIES, WEIGHTS
 
 import stream_harness as h
+from kafka_io import read_all, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -90,5 +95,39 @@ def test_all_traffic_on_one_partition_spends_beyond_its_fixed_share_within_the_b
         state = router.state()
         for model, budget in state["budgets"].items():
             assert budget["spent"] <= budget["limit"] * (1 + 1e-9), (model, budget)
+    finally:
+        router.stop()
+
+
+def test_queries_whose_partition_has_no_share_are_handed_over_to_the_partition_that_has(tmp_path: Path) -> None:
+    """Operator weights give partition 1 every dollar and partition 0 none (no re-solve moves them): each query
+    that lands on partition 0 goes back to the queries topic on partition 1, marked, and is routed there once."""
+    h.require_environment()
+    path = h.write_config(tmp_path, partitions=2, n_expected=200, budget_scale=20.0)  # room for every query
+    data = yaml.safe_load(path.read_text())
+    data["port"]["resolve_every"] = 0  # the operator's weights stay the newest
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path, {})
+    names = [m.name for m in config.models]
+    budgets = [m.budget for m in config.models]
+    weights = RoutingWeights(version=1, models=names, gamma=[1e-6] * len(names), alpha=1e-4, eps=0.025,
+                             solver="operator", objective=1.0, cost_scale=1.0, sample_size=5, created_at=time.time(),
+                             shares=[[0.0] * len(names), budgets], partition_spent=[[0.0] * len(names)] * 2)
+    send(config, config.topics.name(WEIGHTS), WEIGHTS_KEY, weights.model_dump_json().encode())
+    router = h.router_process(path, tmp_path / "router.log").start()
+    try:
+        router.wait_ready()
+        ids = h.produce(config, h.random_queries(30, "handover", seed=21))
+        tally = h.outcomes(config, len(ids))
+        h.assert_accounting(tally, ids)
+        h.assert_budgets(config, tally)
+        inputs = [(m.partition, json.loads(m.value)) for m in read_all(config, config.topics.name(QUERIES))]
+        upstream_on_zero = {q["id"] for p, q in inputs if p == 0 and q.get("handed_over_from") is None}
+        handed = {q["id"] for p, q in inputs if p == 1 and q.get("handed_over_from") == 0}
+        assert upstream_on_zero and handed == upstream_on_zero, (sorted(upstream_on_zero), sorted(handed))
+        assert not any(p == 0 and q.get("handed_over_from") is not None for p, q in inputs), "handed over to 0"
+        assert {m["partition"] for m in tally.routed_messages} == {1}
+        assert {m["query"]["id"] for m in tally.routed_messages if m["query"].get("handed_over_from") == 0} == handed
+        assert tally.unserved == 0
     finally:
         router.stop()
