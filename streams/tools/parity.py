@@ -218,6 +218,7 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
                         run = score_stream(tally, test.ids, models, stream, base.budget.reserve_factor)
                         config = load_config(path)
                         published = topic_size(config.kafka.confluent(), config.topics.name(WEIGHTS))
+                        handovers = topic_size(config.kafka.confluent(), config.topics.name(QUERIES)) - len(events)
                     offline, offline_32 = (replay(create_policy("port", params), stream, np.random.default_rng(seed),
                                                   "reserve", in_flight=delays,
                                                   reserve_factor=base.budget.reserve_factor)
@@ -238,6 +239,7 @@ def parity_rows(args: argparse.Namespace, base: ServiceConfig) -> Iterator[dict[
                                                 for m, c, b in zip(models, run.charged, budgets)
                                                 if c > b * (1 + 1e-9)},
                         "weights_versions": run.versions_used, "weights_published": published,
+                        "handovers": handovers,  # queries the router sent back to the queries topic (docs/STREAMS.md)
                         "stream_served": int(run.result.throughput), "offline_served": int(offline.throughput),
                         "stream_routed": sum(tally.routed.values()), "stream_unserved": dict(tally.unserved_reasons),
                         "stream_seconds": round(time.monotonic() - started, 1), "rate": args.rate,
@@ -273,12 +275,13 @@ def run_parity(args: argparse.Namespace) -> int:
     processes.exit_on_sigterm()
     rows = []
     print(f"{'split':9s} {'factor':>6s} {'seed':>4s} {'offline':>9s} {'stream':>9s} {'ratio':>6s} "
-          f"{'spent':>8s} {'budget':>8s} {'versions':>8s} {'in-flight':>9s} {'offline@32':>10s}")
+          f"{'spent':>8s} {'budget':>8s} {'versions':>8s} {'in-flight':>9s} {'offline@32':>10s} {'handovers':>9s}")
     for row in parity_rows(args, base):
         rows.append(row)
         print(f"{row['split']:9s} {row['budget_factor']:6g} {row['seed']:4d} {row['offline_performance']:9.1f} "
               f"{row['stream_performance']:9.1f} {row['ratio']:6.3f} {row['stream_spent']:8.4f} "
-              f"{row['budget_total']:8.4f} {row['weights_versions']:8d} {row['stream_in_flight']:9d} {row['offline_performance_32']:10.1f}"
+              f"{row['budget_total']:8.4f} {row['weights_versions']:8d} {row['stream_in_flight']:9d} "
+              f"{row['offline_performance_32']:10.1f} {row['handovers']:9d}"
               + (f"  OVER BUDGET: {row['over_budget_models']}" if row["over_budget_models"] else "")
               + (f"  (service charged over: {row['service_over_budget']})" if row["service_over_budget"] else ""),
               flush=True)
