@@ -8,7 +8,8 @@ per (partition, model) are kept in memory and saved as compact aggregates (strea
 recovered after every rebalance. Keys start with the input partition
 (``"<partition>/<query id>"``), so each partition owns its decisions and its budget share: the share of
 the weights version it follows (B_i / P before any weights or when the weights carry none; reassigned by
-the optimizer, streams/service/shares.py).
+the optimizer, streams/service/shares.py). A query this partition's share cannot pay for, but another's can, is
+handed over to that partition through the input topic (``hand_over``).
 """
 
 from __future__ import annotations
@@ -71,9 +72,8 @@ def decision_record(message: Outgoing, model: str | None, held: float, offset: i
     used (0: none) and its budget period. A query handed over to another input partition is recorded with the
     handover (``message.partition`` set, no model, no charge)."""
     return {"topic": message.topic, "partition": message.partition, "value": message.value.decode(), "model": model,
-            "reserved": held,
-            "actual": None, "offset": offset, "decided_at": decided_at, "settled_by": None, "weights_version": version,
-            "period": period}
+            "reserved": held, "actual": None, "offset": offset, "decided_at": decided_at, "settled_by": None,
+            "weights_version": version, "period": period}
 
 
 class Router:
