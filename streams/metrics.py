@@ -196,6 +196,11 @@ def record_routed(model: str, phase: str, count: int = 1) -> None:
     ROUTED.labels(model=model, phase=bounded_label(phase, PHASES)).inc(count)
 
 
+def record_handover() -> None:
+    """Count one query handed over to another input partition."""
+    HANDOVERS.inc()
+
+
 def record_unserved(reason: str, count: int = 1) -> None:
     """Count ``count`` queries not served for ``reason``."""
     UNSERVED.labels(reason=bounded_label(reason, UNSERVED_REASONS)).inc(count)

@@ -24,7 +24,7 @@ def record_batch(prepared: Prepared, emitted: Sequence[Outgoing], decide_seconds
             model, phase = detail.rsplit("/", 1)
             metrics.record_routed(model, phase)
         elif kind == "handed-over":
-            metrics.HANDOVERS.inc()
+            metrics.record_handover()
         else:
             metrics.record_unserved(detail)
     metrics.DECISION_LATENCY.observe(decide_seconds)
