@@ -245,12 +245,14 @@ class Router:
             period, ledger = self.budgets.current(partition, period_now)
             version = self.follow(weights, partition)
             self.controller.follow(gamma)
-            targets = self.handover_targets(batch, rows, partition, period, None if gamma is None else weights)
-            for row, target in zip(rows, targets):
-                if target >= 0:
-                    emitted.append(self.hand_over(batch, row, int(target), decisions, version, period))
-            rows = [row for row, target in zip(rows, targets) if target < 0]
             est = batch.estimates.take(rows)  # type: ignore[union-attr]
+            targets = self.handover_targets(batch, rows, est, partition, period, None if gamma is None else weights)
+            if np.any(targets >= 0):
+                for row, target in zip(rows, targets):
+                    if target >= 0:
+                        emitted.append(self.hand_over(batch, row, int(target), decisions, version, period))
+                kept = np.flatnonzero(targets < 0)
+                rows, est = [rows[j] for j in kept], est.take(kept)
             remaining = ledger.remaining()
             choices, scores = self.controller.choices(est, remaining, self.rng)
             phase = "observation" if gamma is None else "learned"
@@ -269,14 +271,14 @@ class Router:
                                              period, ledger.spent + ledger.reserved))
         return emitted, observed
 
-    def handover_targets(self, batch: Prepared, rows: list[int], partition: int, period: int,
+    def handover_targets(self, batch: Prepared, rows: list[int], est: Estimates, partition: int, period: int,
                          weights: Weights | None) -> np.ndarray:
-        """Per row, the input partition to hand the query over to (-1: decide it here) under learned ``weights`` (None
-        in the observation phase: none), never for a query handed over already (``streams.service.shares``)."""
+        """Per row (``est``: their estimates), the input partition to hand the query over to (-1: decide it here)
+        under learned ``weights`` (None in the observation phase: none), never for a query handed over already
+        (``streams.service.shares``)."""
         headroom = self.headroom(weights, partition, period)
         if headroom is None or not rows:
             return np.full(len(rows), -1, dtype=np.int64)
-        est = batch.estimates.take(rows)  # type: ignore[union-attr]
         eligible = np.array([batch.queries[row].handed_over_from is None for row in rows])
         ledger = self.budgets.ledger(partition)
         return handover_targets(lambda budget: self.controller.choices(est, budget, self.rng)[0], est.cost,

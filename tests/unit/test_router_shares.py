@@ -26,9 +26,9 @@ class Versioned:
         self.version, self.shares, self.period, self.partition_spent = version, shares, period, partition_spent
 
 
-def router(current: list[Versioned]) -> Router:
+def router(current: list[Versioned], reserve_factor: float = 1.0) -> Router:
     topics = TopicNames("obs", "unserved", "dlq", {"m0": "routed.m0", "m1": "routed.m1"}, "queries")
-    r = Router(FakeEngine(), np.array([4.0, 8.0]), 2, topics, lambda: current[0])
+    r = Router(FakeEngine(), np.array([4.0, 8.0]), 2, topics, lambda: current[0], reserve_factor=reserve_factor)
     r.on_assigned({0, 1})
     return r
 
@@ -138,9 +138,6 @@ def test_a_batch_hands_over_no_more_than_the_room_it_saw() -> None:
 
 def test_a_query_whose_reservation_does_not_fit_here_is_handed_over() -> None:
     current = [Versioned(3, [[4.0, 2.2], [0.0, 5.8]], partition_spent=[[0.0, 0.0], [0.0, 0.0]])]
-    r = Router(FakeEngine(), np.array([4.0, 8.0]), 2,
-               TopicNames("obs", "unserved", "dlq", {"m0": "routed.m0", "m1": "routed.m1"}, "queries"),
-               lambda: current[0], reserve_factor=1.25)
-    r.on_assigned({0, 1})
+    r = router(current, reserve_factor=1.25)
     emitted, _ = r.decide(prepare([record("q1", partition=0)]), {}, {})  # m1 costs 2.0 <= 2.2, reserves 2.5 > 2.2
     assert [(m.topic, m.partition) for m in emitted] == [("queries", 1)]
